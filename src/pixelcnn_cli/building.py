@@ -1,0 +1,108 @@
+"""Turning configs and checkpoints into datasets and models, through the plugin registries."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from . import registry
+from .config import TrainConfig, validate
+from .contracts import ImageData, ModelSpec
+from .errors import CheckpointError, ConfigError, DataError, PluginError
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """The requested device, or CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device: not a torch device: {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: CUDA was asked for but is not available on this machine (use --no-cuda)")
+    return resolved
+
+
+def plugin_options(plugin: Any, values: dict[str, Any], label: str) -> BaseModel | None:
+    """Validate ``values`` with the plugin's own pydantic model (field errors prefixed by ``label``)."""
+    options_model = getattr(plugin, "options_model", None)
+    if options_model is None:
+        if values:
+            raise ConfigError(f"{label}: this plugin takes no options (got {', '.join(values)})")
+        return None
+    try:
+        return validate(options_model, values)
+    except ConfigError as error:
+        raise ConfigError("\n".join(f"{label}.{line}" for line in str(error).splitlines())) from None
+
+
+def load_data(dataset: str, data_dir: str | Path, download: bool, options: dict[str, Any]) -> ImageData:
+    plugin = registry.datasets.get(dataset)
+    validated = plugin_options(plugin, options, "dataset_options")
+    data = plugin.load(Path(data_dir), download, validated)
+    if not isinstance(data, ImageData):
+        raise PluginError(f"dataset plugin {dataset!r} returned {type(data).__name__}, not ImageData")
+    if data.channels not in (1, 3):
+        raise DataError(f"dataset {dataset!r} has {data.channels} channels; pixelcnn models 1 (grey) or 3 (RGB)")
+    return data
+
+
+def model_option_values(config: TrainConfig, plugin: Any) -> dict[str, Any]:
+    """The plugin's options: the top-level architecture flags it declares, then ``model_options``."""
+    declared = set(plugin.options_model.model_fields)
+    values = {k: v for k, v in config.architecture().items() if k in declared}
+    return {**values, **config.model_options}
+
+
+def build_model(config: TrainConfig, spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the configured model plugin for ``spec``; returns it and its validated options (JSON)."""
+    plugin = registry.models.get(config.model)
+    options = plugin_options(plugin, model_option_values(config, plugin), "model_options")
+    model = plugin.build(options, spec)
+    if not isinstance(model, nn.Module):
+        raise PluginError(f"model plugin {config.model!r} built {type(model).__name__}, not a torch nn.Module")
+    return model, options.model_dump(mode="json")
+
+
+def spec_for(config: TrainConfig, data: ImageData) -> ModelSpec:
+    return ModelSpec(
+        channels=data.channels,
+        height=data.height,
+        width=data.width,
+        color_levels=config.color_levels,
+        num_classes=0 if config.unconditional else data.num_classes,
+        class_names=None if config.unconditional else data.classes,
+    )
+
+
+def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
+    return asdict(spec)
+
+
+def restore_model(checkpoint: dict[str, Any], device: torch.device) -> tuple[nn.Module, ModelSpec, TrainConfig]:
+    """Rebuild the model a checkpoint was made with and load its weights."""
+    try:
+        config = TrainConfig.model_validate(checkpoint["config"])
+        spec = ModelSpec(**checkpoint["spec"])
+    except Exception:
+        raise CheckpointError("checkpoint config is unreadable by this pixelcnn version") from None
+    model_name = config.model
+    if registry.models.entry(model_name) is None:
+        made_by = (checkpoint.get("plugins") or {}).get("model") or {}
+        dist = made_by.get("distribution")
+        hint = f"; install {dist}" + (f" {made_by.get('version')}" if made_by.get("version") else "") if dist else ""
+        raise CheckpointError(f"this checkpoint needs the model plugin {model_name!r}, which is not installed{hint}")
+    plugin = registry.models.get(model_name)
+    options = plugin_options(plugin, checkpoint.get("model_options", model_option_values(config, plugin)), "model_options")
+    model = plugin.build(options, spec)
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+    except RuntimeError:
+        raise CheckpointError("checkpoint weights do not fit the model they claim to be (different architecture?)") from None
+    return model.to(device), spec, config

@@ -1,0 +1,1 @@
+"""The thin Typer layer: parse, validate, call the library, print."""

@@ -1,0 +1,105 @@
+"""What every command shares: the consoles, error rendering, option parsing helpers."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import click
+import typer
+import yaml
+from pydantic import BaseModel
+from rich.console import Console
+from typer.core import TyperGroup
+
+from ..errors import ConfigError, PixelCNNError
+
+# Results go to stdout; progress, notices and errors to stderr.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def refresh_consoles() -> None:
+    """Rebind the consoles to the current streams (the test runner swaps them per call)."""
+    global out, err
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print ``error: message`` (one line per problem) on stderr and exit with ``code``."""
+    for line in str(message).splitlines() or [""]:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(code)
+
+
+class PlainErrorsGroup(TyperGroup):
+    """Renders usage errors and our own errors as one plain line each, never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any) -> Any:
+        refresh_consoles()
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except click.UsageError as error:
+            where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+            fail(f"{error.format_message()}{where}", 2)
+        except click.ClickException as error:
+            fail(error.format_message(), error.exit_code)
+        except click.Abort:
+            fail("aborted", 130)
+        except PixelCNNError as error:
+            fail(str(error), error.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn a :class:`PixelCNNError` raised by a command into a clean exit."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PixelCNNError as error:
+            fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper
+
+
+def default(model: type[BaseModel], name: str) -> str:
+    """``[default: X]`` text for help, read from the pydantic model (the one source of defaults)."""
+    field = model.model_fields[name]
+    value = field.get_default(call_default_factory=True)
+    return f"{field.description or ''} [default: {value}]".strip()
+
+
+def parse_key_values(items: list[str] | None, flag: str) -> dict[str, Any] | None:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values read as YAML scalars)."""
+    if not items:
+        return None
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag}: expected key=value, got {item!r}")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        result[key.strip().replace("-", "_")] = parsed
+    return result
+
+
+def device_from_flags(device: str | None, cuda: bool | None) -> str | None:
+    """``--device`` wins; ``--cuda``/``--no-cuda`` choose cuda or cpu; neither: automatic."""
+    if device:
+        return device
+    if cuda is None:
+        return None
+    return "cuda" if cuda else "cpu"
+
+
+def exit_with(code: int) -> None:
+    raise typer.Exit(code)

@@ -1,0 +1,28 @@
+"""Finding and loading the checkpoint a command was pointed at (or the newest one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..building import resolve_device, restore_model
+from ..checkpoint import find_latest_checkpoint, load_checkpoint
+from . import common
+
+
+def load_model(model_path: str | None, runs_dir: str, device: str | None):
+    """-> (model, spec, train config, checkpoint path, device); says which checkpoint when it chose one."""
+    torch_device = resolve_device(device)
+    if model_path is None:
+        path = find_latest_checkpoint(runs_dir)
+        common.err.print(f"using the newest run's best checkpoint: {path}")
+    else:
+        path = Path(model_path)
+        if path.is_dir():  # a run folder
+            candidate = path / "checkpoints" / "best.pt"
+            path = candidate if candidate.exists() else path
+    checkpoint = load_checkpoint(path, map_location=torch_device)
+    model, spec, config = restore_model(checkpoint, torch_device)
+    model.eval()
+    return model, spec, config, path, torch_device

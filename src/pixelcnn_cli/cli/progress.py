@@ -1,0 +1,127 @@
+"""Rich progress for training and sampling, drawn on stderr.
+
+On a terminal the bars redraw in place; elsewhere (CI logs, pipes) training prints one plain
+line per epoch and sampling one line when done.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch import nn
+
+from ..training import Callback, EpochMetrics, RunInfo, TrainResult
+
+
+def _bar(console: Console, *extra) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *extra,
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+class TrainingProgress(Callback):
+    def __init__(self, console: Console):
+        self.console = console
+        self.live = console.is_terminal
+        self.progress: Progress | None = None
+        self.task = None
+        self.epochs = 0
+
+    def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
+        c = info.config
+        self.console.print(
+            f"run folder {info.run_dir} · {c.dataset} ({info.train_images} train / {info.test_images} test, "
+            f"{info.spec.channels}x{info.spec.height}x{info.spec.width}, {c.color_levels} levels) · model {c.model} "
+            f"({info.parameters:,} parameters) · device {info.device}"
+        )
+
+    def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
+        self.epochs = epochs
+        if not self.live:
+            return
+        self.progress = _bar(self.console, TextColumn("{task.fields[stats]}"))
+        self.progress.start()
+        self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=batches, stats="")
+
+    def on_batch_end(self, epoch, batch, batches, loss_bits, images_per_second, lr) -> None:
+        if self.progress is not None:
+            stats = f"loss {loss_bits:.4f} bits/dim · {images_per_second:,.0f} img/s"
+            self.progress.update(self.task, completed=batch, stats=stats)
+
+    def on_eval(self, epoch, done, total) -> None:
+        if self.progress is not None:
+            if done == 1:
+                self.eval_task = self.progress.add_task("  test", total=total, stats="")
+            self.progress.update(self.eval_task, completed=done)
+
+    def on_sampling(self, epoch, done, total) -> None:
+        if self.progress is not None:
+            if done == 1:
+                self.sample_task = self.progress.add_task("  samples", total=total, stats="pixels x colours")
+            if done == total or done % 16 == 0:
+                self.progress.update(self.sample_task, completed=done)
+
+    def on_epoch_end(self, m: EpochMetrics) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        best = " (best)" if m.best else ""
+        self.console.print(
+            f"epoch {m.epoch}/{self.epochs} · train {m.train_bits_per_dim:.4f} bits/dim · "
+            f"test {m.test_bits_per_dim:.4f} bits/dim{best} · {m.images_per_second:,.0f} img/s · {m.seconds:.1f} s"
+        )
+
+    def on_train_end(self, result: TrainResult) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class SamplingProgress:
+    """``on_step(done, total)`` for samplers: pixels and colours, with a rate."""
+
+    def __init__(self, console: Console, description: str = "sampling"):
+        self.console = console
+        self.description = description
+        self.progress: Progress | None = None
+        self.task = None
+        self.started = time.perf_counter()
+        self.last = 0.0
+
+    def __enter__(self) -> "SamplingProgress":
+        self.started = time.perf_counter()
+        if self.console.is_terminal:
+            self.progress = _bar(self.console, TextColumn("{task.fields[rate]}"))
+            self.progress.start()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task(self.description, total=total, rate="")
+        now = time.perf_counter()
+        if done == total or now - self.last > 0.1:
+            self.last = now
+            rate = done / max(now - self.started, 1e-9)
+            self.progress.update(self.task, completed=done, rate=f"{rate:,.0f} steps/s")
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()

@@ -1,0 +1,172 @@
+"""Pydantic models for every command: the single source of defaults and validation.
+
+Defaults are the seed's (``--epochs 25 --batch-size 32 --color-levels 2`` ...). Options flow
+as plain dicts: pydantic defaults <- ``--config FILE`` <- explicit flags, then one
+``model_validate``; unknown keys are refused (``extra="forbid"``).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+LR_SCHEDULES = ("constant", "cyclic", "cosine", "exponential")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _odd_kernel(value: int) -> int:
+    if value < 1 or value % 2 == 0:
+        raise ValueError(f"must be a positive odd number (got {value})")
+    return value
+
+
+class ArchitectureConfig(_Strict):
+    """The gated PixelCNN's shape, with the seed's defaults."""
+
+    causal_ksize: int = Field(7, description="Kernel size of the causal (mask A) convolution")
+    hidden_ksize: int = Field(7, description="Kernel size of the hidden (mask B) convolutions")
+    hidden_fmaps: int = Field(30, gt=0, description="Feature maps in the hidden layers (divisible by the data channels)")
+    out_hidden_fmaps: int = Field(10, gt=0, description="Feature maps in the output block")
+    hidden_layers: int = Field(6, ge=1, description="Number of gated blocks with mask B")
+
+    _check_kernels = field_validator("causal_ksize", "hidden_ksize")(_odd_kernel)
+
+
+class TrainConfig(ArchitectureConfig):
+    """Everything ``pixelcnn train`` needs; saved in the run folder and every checkpoint."""
+
+    dataset: str = Field("mnist", description="Dataset to train on (see `pixelcnn plugins`)")
+    data_dir: str = Field(".data", description="Folder holding (or receiving) dataset files")
+    download: bool = Field(True, description="Download missing dataset files")
+    dataset_options: dict[str, Any] = Field(default_factory=dict, description="Options for the dataset plugin")
+    model: str = Field("gated", description="Model plugin to train")
+    model_options: dict[str, Any] = Field(default_factory=dict, description="Extra options for the model plugin")
+    color_levels: int = Field(2, ge=2, le=256, description="Levels each colour channel is quantised into")
+    unconditional: bool = Field(False, description="Train without class labels")
+    epochs: int = Field(25, gt=0, description="Number of epochs")
+    batch_size: int = Field(32, gt=0, description="Images per mini-batch")
+    learning_rate: float = Field(1e-4, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="Adam weight decay")
+    max_norm: float = Field(1.0, gt=0, description="Gradient norm clipping threshold")
+    lr_schedule: Literal["constant", "cyclic", "cosine", "exponential"] = Field(
+        "cosine", description="Learning-rate schedule: constant, cyclic (the seed's lr..10*lr), cosine, exponential"
+    )
+    warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up steps")
+    epoch_samples: int = Field(25, ge=0, description="Images sampled after each epoch (0: none)")
+    output_dir: str = Field("runs", description="Folder that holds one folder per run")
+    run_name: str | None = Field(None, description="Name of the run folder (default: dataset and time)")
+    overwrite: bool = Field(False, description="Replace an existing run folder of the same name")
+    seed: int | None = Field(None, description="Random seed for a repeatable run")
+    device: str | None = Field(None, description="torch device (default: cuda when available, else cpu)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    limit_train_batches: int | None = Field(None, gt=0, description="Use at most this many training batches per epoch")
+    wandb: bool = Field(False, description="Log to Weights & Biases")
+    wandb_project: str = Field("pixelcnn", description="Weights & Biases project")
+
+    @field_validator("run_name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value or "\\" in value or value in {".", ".."}):
+            raise ValueError("must be a plain folder name")
+        return value
+
+    def architecture(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in ArchitectureConfig.model_fields}
+
+
+class SampleConfig(_Strict):
+    model_path: str | None = None
+    output_fname: str = "samples/samples.png"
+    label: int = -1
+    count: int = Field(64, gt=0)
+    height: int | None = Field(None, gt=0)
+    width: int | None = Field(None, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    seed: int | None = None
+    device: str | None = None
+
+    @field_validator("output_fname")
+    @classmethod
+    def _png(cls, value: str) -> str:
+        if not value.lower().endswith(".png"):
+            raise ValueError(f"must be a .png file (got {value!r})")
+        return value
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: int) -> int:
+        if value < -1:
+            raise ValueError("must be -1 (random labels) or a class index")
+        return value
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """Render pydantic's errors as ``field: message`` lines (one per bad field)."""
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "config"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown option"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        lines.append(f"{field}: {message}")
+    return "\n".join(lines)
+
+
+def validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """``model.model_validate(data)``, with a :class:`ConfigError` of one line per bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error)) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON config file into a plain dict (keys may use - or _)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file must be .toml, .yaml, .yml or .json: {path}")
+    except ConfigError:
+        raise
+    except Exception as error:  # each parser raises its own kind
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"cannot parse config file {path}: {first}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table of options")
+    return {str(key).replace("-", "_"): value for key, value in data.items()}
+
+
+def merge(defaults_file: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """File values, overridden by flags the user actually gave (``None`` means not given)."""
+    merged = dict(defaults_file)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,106 @@
+"""The small contract between the host and its dataset and model plugins.
+
+A **dataset plugin** is an object with a ``name`` and a ``load`` method returning
+:class:`ImageData`: the image size, the class names and two ``torch.utils.data.Dataset``
+splits whose items are ``(uint8 tensor C x H x W, int label)``. The host quantises, batches,
+shuffles and moves to the device.
+
+A **model plugin** is an object with a ``name``, an ``options_model`` (a pydantic model of its
+options) and a ``build(options, spec)`` method returning an ``nn.Module`` whose
+``forward(x, labels)`` takes images scaled to [-1, 1] (``float``, ``B x C x H x W``) and labels
+(``long``, ``B``, or ``None`` for an unconditional model) and returns logits shaped
+``(B, color_levels, C, H, W)``. The output at a pixel and colour must depend only on earlier
+pixels and earlier colours of the same pixel (``pixelcnn inspect-masks`` checks this).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """What a dataset plugin hands the host."""
+
+    channels: int
+    height: int
+    width: int
+    classes: list[str] | None
+    train: Dataset
+    test: Dataset
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes else 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the data fixes about a model: built from the dataset, saved in checkpoints."""
+
+    channels: int
+    height: int
+    width: int
+    color_levels: int
+    num_classes: int = 0  # 0: unconditional
+    class_names: list[str] | None = field(default=None, compare=False)
+
+
+@runtime_checkable
+class DatasetPlugin(Protocol):
+    name: str
+
+    def load(self, data_dir: Path, download: bool, options: BaseModel | None) -> ImageData: ...
+
+
+@runtime_checkable
+class ModelPlugin(Protocol):
+    name: str
+    options_model: type[BaseModel]
+
+    def build(self, options: BaseModel, spec: ModelSpec) -> nn.Module: ...
+
+
+class EmptyOptions(BaseModel):
+    """Options model of a plugin that takes none."""
+
+    model_config = {"extra": "forbid"}
+
+
+class TensorImageDataset(Dataset):
+    """A split held in memory as one ``uint8`` tensor ``N x C x H x W`` and its labels.
+
+    ``__getitems__`` lets the DataLoader fetch a whole batch with one index operation instead
+    of one Python call per image.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError("images must be a uint8 tensor N x C x H x W")
+        self.images = images
+        self.labels = labels if labels is not None else torch.zeros(len(images), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def __getitems__(self, indices: list[int]) -> Any:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return BatchedItems(self.images[index], self.labels[index])
+
+
+@dataclass
+class BatchedItems:
+    """A batch already gathered by :meth:`TensorImageDataset.__getitems__`."""
+
+    images: torch.Tensor
+    labels: torch.Tensor

@@ -1,0 +1,1 @@
+"""Built-in dataset plugins and the quantisation the host applies to every dataset."""

@@ -1,0 +1,24 @@
+"""Quantisation between 8-bit pixels and ``color_levels`` levels, on whole batches.
+
+``floor(v * L / 256)`` gives equal-width bins (the identity for L = 256, a threshold at 128
+for L = 2); level k is shown as ``round(k * 255 / (L - 1))``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def to_levels(images: torch.Tensor, color_levels: int) -> torch.Tensor:
+    """``uint8`` images -> ``long`` levels in ``[0, color_levels)``."""
+    return torch.div(images.long() * color_levels, 256, rounding_mode="floor")
+
+
+def levels_to_input(levels: torch.Tensor, color_levels: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Levels -> the model's input scale, [-1, 1]."""
+    return levels.to(dtype) * (2.0 / (color_levels - 1)) - 1.0
+
+
+def levels_to_uint8(levels: torch.Tensor, color_levels: int) -> torch.Tensor:
+    """Levels -> 8-bit pixel values for pictures."""
+    return torch.round(levels.float() * (255.0 / (color_levels - 1))).to(torch.uint8)

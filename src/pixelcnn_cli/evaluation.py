@@ -1,0 +1,63 @@
+"""Test negative log-likelihood in nats per image and bits per dimension."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .contracts import ModelSpec
+from .data.quantize import levels_to_input, to_levels
+
+
+@dataclass
+class EvalResult:
+    nats_per_image: float
+    bits_per_dim: float
+    images: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"nats_per_image": self.nats_per_image, "bits_per_dim": self.bits_per_dim, "images": self.images}
+
+
+def nll_terms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, color_levels: int) -> torch.Tensor:
+    """Per-dimension negative log-likelihoods (nats) of a batch of ``uint8`` images, ``B x C x H x W``."""
+    levels = to_levels(images, color_levels)
+    logits = model(levels_to_input(levels, color_levels), labels)
+    return F.cross_entropy(logits.float(), levels, reduction="none")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    spec: ModelSpec,
+    device: torch.device,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Average NLL over every image of ``loader``; ``on_batch(done, total)`` reports progress."""
+    was_training = model.training
+    model.eval()
+    total_nats = 0.0
+    count = 0
+    dims = 0
+    try:
+        for i, (images, labels) in enumerate(loader):
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True) if spec.num_classes else None
+            total_nats += float(nll_terms(model, images, labels, spec.color_levels).sum(dtype=torch.float64))
+            count += images.shape[0]
+            dims = images[0].numel()  # the data's own size, which may differ from training
+            if on_batch:
+                on_batch(i + 1, len(loader))
+    finally:
+        model.train(was_training)
+    if count == 0:
+        return EvalResult(float("nan"), float("nan"), 0)
+    nats = total_nats / count
+    return EvalResult(nats, nats / dims / math.log(2), count)

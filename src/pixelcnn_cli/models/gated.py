@@ -1,0 +1,68 @@
+"""The Gated PixelCNN (van den Oord et al. 2016, arXiv 1606.05328) as the seed built it, made right.
+
+A causal block (mask A: vertical and horizontal stacks, no residual, skip or label bias), then
+``hidden_layers`` gated blocks (mask B, tanh * sigmoid gates, residual and skip connections,
+label bias), then skip sum -> ReLU -> 1x1 -> ReLU -> 1x1 to ``channels * color_levels`` logits.
+The vertical stack reaches the horizontal one only through a one-row shift, so there is no
+blind spot; feature maps are split into colour groups so that, with three data channels, R is
+predicted first, then G given R, then B given R and G.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from ..config import ArchitectureConfig
+from ..contracts import ModelSpec
+from ..errors import ConfigError
+from .layers import GatedBlock, OutputHead
+
+
+class GatedPixelCNN(nn.Module):
+    def __init__(self, spec: ModelSpec, arch: ArchitectureConfig):
+        super().__init__()
+        self.spec = spec
+        self.arch = arch
+        c = spec.channels
+        blocks = [GatedBlock(c, arch.hidden_fmaps, arch.causal_ksize, c, spec.num_classes, first=True)]
+        for _ in range(arch.hidden_layers):
+            blocks.append(GatedBlock(arch.hidden_fmaps, arch.hidden_fmaps, arch.hidden_ksize, c, spec.num_classes, first=False))
+        self.blocks = nn.ModuleList(blocks)
+        self.head = OutputHead(arch.hidden_fmaps, arch.out_hidden_fmaps, c, spec.color_levels)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        v = h = x
+        skip = 0.0
+        for block in self.blocks:
+            v, h, s = block(v, h, labels)
+            if s is not None:
+                skip = skip + s
+        return self.head(skip)
+
+    @property
+    def reach(self) -> int:
+        """How far (in pixels, in every direction) the stacks see: every earlier pixel of a
+        ``(reach + 1)``-square image is in view."""
+        return self.arch.causal_ksize // 2 + self.arch.hidden_layers * (self.arch.hidden_ksize // 2)
+
+
+def check_architecture(arch: ArchitectureConfig, spec: ModelSpec) -> None:
+    """Checks that need the data: colour groups must split the feature maps."""
+    c = spec.channels
+    if arch.hidden_fmaps % c:
+        raise ConfigError(f"hidden_fmaps: must be divisible by the {c} data channels (got {arch.hidden_fmaps})")
+    if arch.out_hidden_fmaps < c:
+        raise ConfigError(f"out_hidden_fmaps: must be at least the {c} data channels (got {arch.out_hidden_fmaps})")
+
+
+class GatedPixelCNNPlugin:
+    """The built-in model plugin ``gated``; its options are the seed's architecture flags."""
+
+    name = "gated"
+    options_model: type[BaseModel] = ArchitectureConfig
+
+    def build(self, options: ArchitectureConfig, spec: ModelSpec) -> GatedPixelCNN:
+        check_architecture(options, spec)
+        return GatedPixelCNN(spec, options)
