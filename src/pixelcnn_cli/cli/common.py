@@ -6,7 +6,6 @@ import functools
 import sys
 from typing import Any, Callable
 
-import click
 import typer
 import yaml
 from pydantic import BaseModel
@@ -30,7 +29,7 @@ def refresh_consoles() -> None:
 def fail(message: str, code: int = 1) -> None:
     """Print ``error: message`` (one line per problem) on stderr and exit with ``code``."""
     for line in str(message).splitlines() or [""]:
-        click.echo(f"error: {line}", err=True)
+        typer.echo(f"error: {line}", err=True)
     sys.exit(code)
 
 
@@ -41,13 +40,13 @@ class PlainErrorsGroup(TyperGroup):
         refresh_consoles()
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
-        except click.UsageError as error:
-            where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
-            fail(f"{error.format_message()}{where}", 2)
-        except click.ClickException as error:
-            fail(error.format_message(), error.exit_code)
-        except click.Abort:
+        except typer.Abort:
             fail("aborted", 130)
+        except typer.TyperException as error:  # Typer's (vendored click) usage errors
+            ctx = getattr(error, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            message = error.format_message() if hasattr(error, "format_message") else str(error)
+            fail(f"{message}{where}", getattr(error, "exit_code", 2))
         except PixelCNNError as error:
             fail(str(error), error.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
