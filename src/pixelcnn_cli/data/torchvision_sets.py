@@ -38,7 +38,10 @@ class _TorchvisionSet:
                 return self.dataset_class(root=str(data_dir), train=train, download=download)
         except Exception as error:  # torchvision raises RuntimeError, URLError, OSError, ...
             where = data_dir / self.folder
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            # torchvision puts the cause last ("Error downloading x:\n<urlopen error ...>")
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(error).__name__
+            reason = reason.replace("You can use download=True to download it", "pass --download to fetch it")
             how = "download failed" if download else "downloads are off (--no-download)"
             raise DataError(
                 f"{self.name}: dataset files not found or unreadable in {where} "
