@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from pydantic import BaseModel
@@ -13,7 +13,7 @@ from torch import nn
 from . import registry
 from .config import TrainConfig, validate
 from .contracts import ImageData, ModelSpec
-from .errors import CheckpointError, ConfigError, DataError, PluginError
+from .errors import CheckpointError, ConfigError, DataError, PixelCNNError, PluginError
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -45,7 +45,7 @@ def plugin_options(plugin: Any, values: dict[str, Any], label: str) -> BaseModel
 def load_data(dataset: str, data_dir: str | Path, download: bool, options: dict[str, Any]) -> ImageData:
     plugin = registry.datasets.get(dataset)
     validated = plugin_options(plugin, options, "dataset_options")
-    data = plugin.load(Path(data_dir), download, validated)
+    data = _call_plugin(registry.datasets, dataset, lambda: plugin.load(Path(data_dir), download, validated))
     if not isinstance(data, ImageData):
         raise PluginError(f"dataset plugin {dataset!r} returned {type(data).__name__}, not ImageData")
     if data.channels not in (1, 3):
@@ -54,17 +54,31 @@ def load_data(dataset: str, data_dir: str | Path, download: bool, options: dict[
 
 
 def model_option_values(config: TrainConfig, plugin: Any) -> dict[str, Any]:
-    """The plugin's options: the top-level architecture flags it declares, then ``model_options``."""
+    """The plugin's options: the top-level architecture flags it declares that were given (flag,
+    config file or saved config), then ``model_options``; the plugin's own defaults fill the rest."""
     declared = set(plugin.options_model.model_fields)
-    values = {k: v for k, v in config.architecture().items() if k in declared}
+    values = {k: v for k, v in config.architecture().items() if k in declared and k in config.model_fields_set}
     return {**values, **config.model_options}
+
+
+def _call_plugin(reg: registry.Registry, name: str, call: Callable[[], Any]) -> Any:
+    """Run a plugin's ``load`` or ``build``; its own bugs become one-line errors naming it."""
+    try:
+        return call()
+    except PixelCNNError:
+        raise
+    except Exception as error:  # third-party code: anything can happen
+        entry = reg.entry(name)
+        text = str(error).strip()
+        cause = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+        raise PluginError(f"{reg.kind} plugin {name!r} ({entry.source if entry else name}) failed: {cause}") from error
 
 
 def build_model(config: TrainConfig, spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
     """Build the configured model plugin for ``spec``; returns it and its validated options (JSON)."""
     plugin = registry.models.get(config.model)
     options = plugin_options(plugin, model_option_values(config, plugin), "model_options")
-    model = plugin.build(options, spec)
+    model = _call_plugin(registry.models, config.model, lambda: plugin.build(options, spec))
     if not isinstance(model, nn.Module):
         raise PluginError(f"model plugin {config.model!r} built {type(model).__name__}, not a torch nn.Module")
     return model, options.model_dump(mode="json")
@@ -100,7 +114,7 @@ def restore_model(checkpoint: dict[str, Any], device: torch.device) -> tuple[nn.
         raise CheckpointError(f"this checkpoint needs the model plugin {model_name!r}, which is not installed{hint}")
     plugin = registry.models.get(model_name)
     options = plugin_options(plugin, checkpoint.get("model_options", model_option_values(config, plugin)), "model_options")
-    model = plugin.build(options, spec)
+    model = _call_plugin(registry.models, model_name, lambda: plugin.build(options, spec))
     try:
         model.load_state_dict(checkpoint["model_state"])
     except RuntimeError:

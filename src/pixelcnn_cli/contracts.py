@@ -11,6 +11,20 @@ options) and a ``build(options, spec)`` method returning an ``nn.Module`` whose
 (``long``, ``B``, or ``None`` for an unconditional model) and returns logits shaped
 ``(B, color_levels, C, H, W)``. The output at a pixel and colour must depend only on earlier
 pixels and earlier colours of the same pixel (``pixelcnn inspect-masks`` checks this).
+
+Optional attributes the host reads when present:
+
+* on either plugin, ``description``: one line shown by ``pixelcnn plugins --json``;
+* on a dataset plugin, ``options_model``: a pydantic model of its options (without one, the
+  plugin takes none);
+* on a built model, ``reach`` (an ``int``): how many pixels its view extends up and to the left,
+  so ``inspect-masks`` checks an image just large enough to see it whole; ``has_blind_spot =
+  True``: the model leaves some earlier pixels unseen by design (the classic PixelCNN), which
+  ``inspect-masks`` reports without failing. Use ``nn.ReLU`` modules rather than ``F.relu``: the
+  causality check swaps them for leaky ones so that no dependency hides behind a dead unit.
+
+Plugins are registered through the entry-point groups ``pixelcnn.datasets`` and
+``pixelcnn.models`` (see :mod:`pixelcnn_cli.registry`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from typing import Any, Callable
 
 import typer
@@ -33,11 +34,17 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning (e.g. a dataset plugin's skipped files) as one plain ``warning:`` line."""
+    return f"warning: {message}\n"
+
+
 class PlainErrorsGroup(TyperGroup):
     """Renders usage errors and our own errors as one plain line each, never a traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any) -> Any:
         refresh_consoles()
+        warnings.formatwarning = _format_warning
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
         except typer.Abort:

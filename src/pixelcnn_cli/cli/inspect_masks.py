@@ -7,10 +7,21 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..config import ArchitectureConfig, validate
+from ..config import ArchitectureConfig
 from ..contracts import ModelSpec
 from ..images import check_png_target, save_png
-from ..inspection import COLOURS, Inspection, build_untrained, inspect, render
+from ..inspection import (
+    COLOURS,
+    REFERENCE,
+    Inspection,
+    build_fresh,
+    inspect,
+    kernel_sizes,
+    model_shape,
+    reference_model,
+    render,
+    view_cells,
+)
 from . import common
 from .common import parse_key_values, user_errors
 from .loading import load_model
@@ -47,84 +58,127 @@ def _colour_table(colours_a, colours_b) -> Table:
     return table
 
 
-def _view_table(result: Inspection) -> Table:
+_CELL_MARKS = {"output": "[bold yellow]◉[/]", "future": "[bold red]![/]", "blind": "[bold red]✗[/]",
+               "seen": "[blue]■[/]", "hidden": "[dim]·[/]"}
+
+
+def _view_table(result: Inspection, title: str | None = None) -> Table:
     report = result.report
     row, col, ch = result.probe
-    view = report.view_of(row, col, ch).any(dim=0)
     name = COLOURS[ch] if report.channels == 3 else "the value"
-    table = Table(title=f"what the output for {name} at pixel ({row}, {col}) sees", show_header=False, box=None, padding=(0, 0))
+    title = f"what the output for {name} at pixel ({row}, {col}) sees" if title is None else title
+    table = Table(title=title or None, show_header=False, box=None, padding=(0, 0))
     for _ in range(report.width):
         table.add_column(justify="center")
-    for y in range(report.height):
-        cells = []
-        for x in range(report.width):
-            earlier, seen = (y, x) < (row, col), bool(view[y, x])
-            if (y, x) == (row, col):
-                cells.append("[bold yellow]◉[/]")
-            elif seen and not earlier:
-                cells.append("[bold red]![/]")
-            elif earlier and not seen:
-                cells.append("[bold red]✗[/]")
-            else:
-                cells.append("[blue]■[/]" if seen else "[dim]·[/]")
-        table.add_row(*cells)
+    for line in view_cells(result):
+        table.add_row(*(_CELL_MARKS[kind] for kind in line))
     return table
+
+
+def _side_by_side(result: Inspection, reference: Inspection, layers: int) -> Table:
+    row, col, ch = result.probe
+    name = COLOURS[ch] if result.report.channels == 3 else "the value"
+    grid = Table(title=f"what the output for {name} at pixel ({row}, {col}) sees", box=None, padding=(0, 4, 0, 0))
+    grid.add_column(result.model_name, no_wrap=True)
+    grid.add_column(f"{reference.model_name} (same kernels, {layers} layers)", no_wrap=True)
+    grid.add_row(_view_table(result, ""), _view_table(reference, ""))
+    return grid
+
+
+def _flags(**values) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
 
 
 @user_errors
 def inspect_masks(
     model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Inspect a trained checkpoint instead of a fresh model")] = None,
-    model: Annotated[str, typer.Option(help="Model plugin to build (without -m)")] = "gated",
+    model: Annotated[str, typer.Option(help="Model plugin to build (without -m); a model other than gated is shown beside the gated one")] = "gated",
     channels: Annotated[int, typer.Option(min=1, max=3, help="Data channels of the fresh model: 1 (grey) or 3 (RGB)")] = 3,
     color_levels: Annotated[int, typer.Option(min=2, max=256, help="Colour levels of the fresh model")] = 4,
-    causal_ksize: Annotated[int, typer.Option(help="Mask A kernel size")] = A.model_fields["causal_ksize"].default,
-    hidden_ksize: Annotated[int, typer.Option(help="Mask B kernel size")] = A.model_fields["hidden_ksize"].default,
-    hidden_fmaps: Annotated[int, typer.Option(help="Hidden feature maps")] = A.model_fields["hidden_fmaps"].default,
-    out_hidden_fmaps: Annotated[int, typer.Option(help="Output block feature maps")] = A.model_fields["out_hidden_fmaps"].default,
-    hidden_layers: Annotated[int, typer.Option(help="Gated mask-B layers")] = A.model_fields["hidden_layers"].default,
+    causal_ksize: Annotated[Optional[int], typer.Option(help=f"Mask A kernel size [default: the model's own; gated: {A.model_fields['causal_ksize'].default}]")] = None,
+    hidden_ksize: Annotated[Optional[int], typer.Option(help=f"Mask B kernel size [default: the model's own; gated: {A.model_fields['hidden_ksize'].default}]")] = None,
+    hidden_fmaps: Annotated[Optional[int], typer.Option(help=f"Hidden feature maps [default: the model's own; gated: {A.model_fields['hidden_fmaps'].default}]")] = None,
+    out_hidden_fmaps: Annotated[Optional[int], typer.Option(help=f"Output block feature maps [default: the model's own; gated: {A.model_fields['out_hidden_fmaps'].default}]")] = None,
+    hidden_layers: Annotated[Optional[int], typer.Option(help=f"Mask-B layers [default: the model's own; gated: {A.model_fields['hidden_layers'].default}]")] = None,
     model_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the model plugin (repeatable)")] = None,
     size: Annotated[Optional[int], typer.Option(min=2, help="Side of the test image [default: the largest the model sees whole]")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Also save the masks and the view as a PNG")] = None,
     cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
 ) -> None:
-    """Show the type A and B masks and prove the network's causality by gradients."""
+    """Show the type A and B masks and prove the network's causality by gradients.
+
+    Exits 1 when an output depends on its own or a later input. A blind spot (earlier inputs
+    never seen) also exits 1, unless the model declares it (``has_blind_spot``, as the classic
+    PixelCNN does): then it is drawn and counted, and the gated model is shown beside it.
+    """
     if channels == 2:
         raise typer.BadParameter("must be 1 (grey) or 3 (RGB)", param_hint="--channels")
     target = check_png_target(output) if output else None
     if model_path:
         net, spec, config, path, _ = load_model(model_path, "runs", "cpu" if cuda is False or cuda is None else "cuda")
-        arch = validate(ArchitectureConfig, config.architecture())
         name = config.model
+        shape = model_shape(net, {**config.architecture(), **config.model_options})
         common.out.print(f"checkpoint {path}: model {name}, {spec.channels} channel(s), {spec.color_levels} levels")
     else:
-        arch = validate(ArchitectureConfig, {"causal_ksize": causal_ksize, "hidden_ksize": hidden_ksize, "hidden_fmaps": hidden_fmaps,
-                                             "out_hidden_fmaps": out_hidden_fmaps, "hidden_layers": hidden_layers})
+        flags = _flags(causal_ksize=causal_ksize, hidden_ksize=hidden_ksize, hidden_fmaps=hidden_fmaps,
+                       out_hidden_fmaps=out_hidden_fmaps, hidden_layers=hidden_layers)
         spec = ModelSpec(channels, 28, 28, color_levels, 10)
         name = model
-        net = build_untrained(model, spec, arch, parse_key_values(model_option, "--model-option") or {})
+        net, options = build_fresh(model, spec, flags, parse_key_values(model_option, "--model-option") or {})
+        shape = model_shape(net, options.model_dump())
+    arch = kernel_sizes(shape)
     net.eval()
     result = inspect(net, name, spec, arch, size)
+    reference = None
+    if name != REFERENCE:
+        reference = inspect(reference_model(spec, arch), REFERENCE, spec, arch, result.report.height, probe=result.probe)
 
     common.out.print(_mask_table(result.mask_a, f"mask A ({arch.causal_ksize}x{arch.causal_ksize}, first layer)"))
     common.out.print(_mask_table(result.mask_b, f"mask B ({arch.hidden_ksize}x{arch.hidden_ksize}, later layers)"))
     common.out.print("[blue]■[/] seen  [dim]·[/] hidden  ◉/○ centre pixel: own colour seen (B) / not seen (A)")
     if spec.channels == 3:
         common.out.print(_colour_table(result.colours_a, result.colours_b))
-    if name == "gated":
+    if name == REFERENCE:
         common.out.print(
             "gated stacks: the vertical stack sees the rows above through a "
             f"{arch.hidden_ksize // 2 + 1}x{arch.hidden_ksize} kernel and reaches the horizontal stack one row down; "
             f"the horizontal stack sees the pixels to the left through a 1x{arch.hidden_ksize // 2 + 1} kernel"
         )
-    common.out.print(_view_table(result))
+        common.out.print(_view_table(result))
+    else:
+        if result.known_blind_spot:
+            common.out.print(
+                f"{name}: one stack of masked convolutions; each mask-B layer widens the view only from rows it "
+                "already sees, so a wedge of earlier pixels above and to the right is never seen (the blind spot). "
+                "The gated model's vertical stack removes it:"
+            )
+        common.out.print(_side_by_side(result, reference, arch.hidden_layers))
     common.out.print("[blue]■[/] seen  [dim]·[/] not yet generated  [bold red]✗[/] blind spot  [bold red]![/] sees the future")
     report = result.report
     if target:
-        save_png(render(result), target)
+        save_png(render(result, reference=reference), target)
         common.out.print(f"saved {target}")
     checked = f"{report.size} outputs x {report.size} inputs on a {report.height}x{report.width}x{report.channels} image"
+    if reference is not None:
+        ref = reference.report
+        verdict = "no blind spot, no future dependency" if ref.ok else (
+            f"{ref.future_violations} future dependencies, {ref.blind_spots} blind spots")
+        common.out.print(f"{REFERENCE} with the same kernels and layers: {verdict} (same image)")
     if report.ok:
         common.out.print(f"[bold green]causal[/]: every output depends on exactly the earlier pixels and colours ({checked})")
+        return
+    expected_blind = result.known_blind_spot and not report.future_violations
+    if expected_blind:
+        (o, i) = report.first_blind_spot()
+        row, col, ch = result.probe
+        what = COLOURS[ch] if spec.channels == 3 else "the value"
+        common.out.print(f"[bold green]causal[/]: no output depends on its own or a later input ({checked})")
+        common.out.print(
+            f"[bold yellow]blind spot[/]: {report.blind_spots} earlier inputs unseen, summed over all outputs "
+            f"(e.g. output {o} misses input {i}); the output for {what} at ({row}, {col}) misses "
+            f"{result.unseen_by_probe()} of its {result.earlier_inputs()} earlier inputs. "
+            f"Expected: {name} declares this blind spot; positions are (row, col, colour)"
+        )
         return
     problems = []
     if report.future_violations:
