@@ -94,15 +94,20 @@ class TrainingProgress(Callback):
 
 
 class SamplingProgress:
-    """``on_step(done, total)`` for samplers: pixels and colours, with a rate."""
+    """``on_step(done, total)`` for samplers, whose steps are pixels x colours (each step draws
+    one colour of one pixel in every image of the batch): a bar with the rate on a terminal,
+    one summary line when done elsewhere."""
 
-    def __init__(self, console: Console, description: str = "sampling"):
+    def __init__(self, console: Console, description: str = "sampling", images: int = 1):
         self.console = console
         self.description = description
+        self.images = images
         self.progress: Progress | None = None
         self.task = None
         self.started = time.perf_counter()
         self.last = 0.0
+        self.done = 0
+        self.total = 0
 
     def __enter__(self) -> "SamplingProgress":
         self.started = time.perf_counter()
@@ -111,17 +116,28 @@ class SamplingProgress:
             self.progress.start()
         return self
 
+    def _rate(self, now: float) -> str:
+        rate = self.done / max(now - self.started, 1e-9)
+        batch = f" x {self.images} images" if self.images > 1 else ""
+        return f"{rate:,.0f} pixel-colours/s{batch}"
+
     def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
         if self.progress is None:
             return
         if self.task is None:
-            self.task = self.progress.add_task(self.description, total=total, rate="")
+            self.task = self.progress.add_task(f"{self.description} (pixels x colours)", total=total, rate="")
         now = time.perf_counter()
         if done == total or now - self.last > 0.1:
             self.last = now
-            rate = done / max(now - self.started, 1e-9)
-            self.progress.update(self.task, completed=done, rate=f"{rate:,.0f} steps/s")
+            self.progress.update(self.task, completed=done, rate=self._rate(now))
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self.progress is not None:
             self.progress.stop()
+        elif exc_type is None and self.total:
+            now = time.perf_counter()
+            self.console.print(
+                f"{self.description}: {self.done:,}/{self.total:,} pixel-colours in {now - self.started:.1f} s "
+                f"({self._rate(now)})", markup=False
+            )

@@ -1,57 +1,218 @@
-"""``pixelcnn sample``."""
+"""``pixelcnn sample``: new images, or completions of the bottom of given ones (``--complete``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
+import torch
 import typer
 
 from .. import config as cfg
 from ..config import SampleConfig
-from ..images import check_png_target, save_levels_grid
-from ..sampling import SAMPLERS, draw_uniforms, resolve_labels, sample as run_sampler
+from ..data.quantize import to_levels
+from ..errors import ConfigError, DataError
+from ..images import check_png_target, grid, save_levels_grid, save_png, to_pil
+from ..sampling import (
+    DEFAULT_SAMPLER,
+    SAMPLERS,
+    complete as run_completion,
+    completion_tiles,
+    draw_uniforms,
+    resolve_labels,
+    sample as run_sampler,
+)
 from ..training import seed_everything
 from . import common
 from .common import device_from_flags, user_errors
 from .loading import load_model
 
+SAMPLE_COUNT = 64  # images drawn by default
+COMPLETION_COUNT = 4  # completions per source image by default
+COMPLETION_SOURCES = 4  # random test images completed by default
+
 
 @user_errors
 def sample(
     model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint (or run folder) to sample from [default: the newest run's best]")] = None,
-    output_fname: Annotated[str, typer.Option(help="PNG file to write the grid to")] = "samples/samples.png",
-    label: Annotated[int, typer.Option("--label", "--l", help="Class of the sampled images; -1 for random classes")] = -1,
-    count: Annotated[int, typer.Option("--count", "-c", help="Number of images to generate")] = 64,
+    output_fname: Annotated[Optional[str], typer.Option(help="PNG file to write the grid to [default: samples/samples.png, samples/completions.png with --complete]")] = None,
+    label: Annotated[int, typer.Option("--label", "--l", help="Class of the sampled images; -1 for random classes (with --complete: each dataset image's own class)")] = -1,
+    count: Annotated[Optional[int], typer.Option("--count", "-c", help=f"Number of images to generate; with --complete, completions per image [default: {SAMPLE_COUNT}; {COMPLETION_COUNT} with --complete]")] = None,
     height: Annotated[Optional[int], typer.Option(help="Image height [default: the training height]")] = None,
     width: Annotated[Optional[int], typer.Option(help="Image width [default: the training width]")] = None,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature (below 1: safer, above 1: wilder)")] = 1.0,
-    sampler: Annotated[str, typer.Option(help=f"Sampler: {', '.join(SAMPLERS)}")] = SAMPLERS[-1],
+    temperature: Annotated[float, typer.Option(help="Softmax temperature, > 0 (below 1: safer, above 1: wilder)")] = 1.0,
+    sampler: Annotated[str, typer.Option(help=f"Sampler: cached (fast, exact; models without incremental state fall back to naive) or naive (one forward pass per pixel and colour) [default: {DEFAULT_SAMPLER}]", show_default=False)] = DEFAULT_SAMPLER,
     seed: Annotated[Optional[int], typer.Option(help="Random seed for repeatable samples")] = None,
     nrow: Annotated[Optional[int], typer.Option(help="Images per grid row [default: square grid]")] = None,
+    complete: Annotated[bool, typer.Option("--complete", help="Complete images: keep their top rows and sample the rest")] = False,
+    images: Annotated[Optional[list[str]], typer.Option("--images", help="With --complete: image files to complete (--images a.png b.png ...), converted to the model's colours and size")] = None,
+    indices: Annotated[Optional[str], typer.Option(help="With --complete: test images of the checkpoint's dataset to complete, e.g. 0,5,7 [default: random ones, by --seed]")] = None,
+    sources: Annotated[int, typer.Option(help="With --complete: how many random test images to complete when neither --indices nor --images is given")] = COMPLETION_SOURCES,
+    keep_rows: Annotated[Optional[int], typer.Option(help="With --complete: rows kept from the top of each image [default: half]")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="With --complete: dataset folder [default: the training one]")] = None,
+    more_images: Annotated[Optional[list[str]], typer.Argument(metavar="IMAGES", help="More image files for --images (--images a.png b.png)", show_default=False)] = None,
     runs_dir: Annotated[str, typer.Option(help="Where to look for the newest run when -m is not given")] = "runs",
     cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
     device: Annotated[Optional[str], typer.Option(help="torch device (overrides --cuda)")] = None,
 ) -> None:
-    """Generate images from a trained model and save them as a PNG grid."""
+    """Generate images from a trained model and save them as a PNG grid.
+
+    With --complete, complete test images of the checkpoint's dataset (--indices or random
+    ones) or image files (--images): the grid has one row per image, showing the original,
+    the kept top rows and the completions.
+    """
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler: must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+    files = [*(images or []), *(more_images or [])]
+    if not complete:
+        given = [flag for flag, value in (("--images", files), ("--indices", indices), ("--keep-rows", keep_rows),
+                                          ("--data-dir", data_dir)) if value]
+        if keep_rows == 0:
+            given.append("--keep-rows")
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --complete")
+    elif files and indices:
+        raise ConfigError("--images and --indices: give one or the other")
+    elif nrow is not None:
+        raise ConfigError("--nrow: not with --complete (the grid has one row per image)")
+    default_count = COMPLETION_COUNT if complete else SAMPLE_COUNT
+    default_name = "samples/completions.png" if complete else "samples/samples.png"
     options = cfg.validate(
         SampleConfig,
-        {"model_path": model_path, "output_fname": output_fname, "label": label, "count": count, "height": height,
-         "width": width, "temperature": temperature, "seed": seed, "device": device_from_flags(device, cuda)},
+        {"model_path": model_path, "output_fname": output_fname or default_name, "label": label,
+         "count": default_count if count is None else count, "height": height, "width": width,
+         "temperature": temperature, "seed": seed, "device": device_from_flags(device, cuda)},
     )
+    if complete and sources < 1:
+        raise ConfigError("--sources: must be at least 1")
+    wanted = parse_indices(indices) if indices else None
+    for name in files:
+        if not Path(name).is_file():
+            raise DataError(f"--images: no such file: {name}")
     target = check_png_target(options.output_fname)  # before minutes of sampling, not after
-    model, spec, _, path, torch_device = load_model(options.model_path, runs_dir, options.device)
-    labels = resolve_labels(options.label, options.count, spec, options.seed)
+    model, spec, train_config, path, torch_device = load_model(options.model_path, runs_dir, options.device)
     h, w = options.height or spec.height, options.width or spec.width
     seed_everything(options.seed)
-    uniforms = draw_uniforms(options.count, spec.channels, h, w, options.seed)
-    with common_progress() as progress:
-        levels = run_sampler(model, spec, labels, uniforms, options.temperature, sampler, progress)
-    save_levels_grid(levels, spec.color_levels, target, nrow)
-    what = f"label {options.label}" if options.label >= 0 else ("random labels" if spec.num_classes else "unconditional")
-    common.out.print(f"wrote {options.count} samples ({h}x{w}, {what}) to {target}")
+    notice = lambda message: common.err.print(f"notice: {message}", markup=False)  # noqa: E731
+
+    if not complete:
+        labels = resolve_labels(options.label, options.count, spec, options.seed)
+        uniforms = draw_uniforms(options.count, spec.channels, h, w, options.seed)
+        with sampling_progress("sampling", options.count) as progress:
+            levels = run_sampler(model, spec, labels, uniforms, options.temperature, sampler, progress, notice)
+        save_levels_grid(levels, spec.color_levels, target, nrow)
+        what = f"label {options.label}" if options.label >= 0 else ("random labels" if spec.num_classes else "unconditional")
+        common.out.print(f"wrote {options.count} samples ({h}x{w}, {what}) to {target}")
+        return
+
+    # -- completion -------------------------------------------------------------------------
+    if files:
+        pictures = read_image_files(files, spec.channels, h, w)
+        source_labels = None
+        where = f"{len(files)} image file{'s' if len(files) > 1 else ''}"
+    else:
+        from ..building import load_data
+
+        data = load_data(train_config.dataset, data_dir or train_config.data_dir, train_config.download,
+                         train_config.dataset_options)
+        if data.channels != spec.channels:
+            raise DataError(f"{train_config.dataset} has {data.channels} channels but the model has {spec.channels}")
+        total = len(data.test)
+        if total == 0:
+            raise DataError(f"{train_config.dataset} has no test images to complete")
+        if wanted is None:
+            generator = torch.Generator().manual_seed((options.seed if options.seed is not None else
+                                                        int(torch.randint(2**31, ()).item())) + 2)
+            wanted = torch.randperm(total, generator=generator)[: min(sources, total)].tolist()
+        bad = [i for i in wanted if i >= total]
+        if bad:
+            raise DataError(f"--indices: {train_config.dataset} has {total} test images (0 to {total - 1}); got {bad[0]}")
+        items = [data.test[i] for i in wanted]
+        pictures = torch.stack([torch.as_tensor(item[0]) for item in items])
+        if pictures.dtype != torch.uint8:
+            raise DataError(f"dataset items must be uint8 images, got {pictures.dtype}")
+        pictures = fit_pictures(pictures, spec.channels, h, w)
+        source_labels = torch.tensor([int(item[1]) for item in items], dtype=torch.long)
+        where = f"{train_config.dataset} test images {', '.join(str(i) for i in wanted)}"
+
+    n_sources = pictures.shape[0]
+    per = options.count
+    keep = h // 2 if keep_rows is None else keep_rows
+    if not 0 <= keep < h:
+        raise ConfigError(f"--keep-rows: must be between 0 and {h - 1} for {h}-row images; got {keep}")
+    if options.label >= 0 or not spec.num_classes or source_labels is None:
+        labels = resolve_labels(options.label, n_sources, spec, options.seed)
+    else:
+        if int(source_labels.max()) >= spec.num_classes:
+            raise DataError(f"a test image's class is beyond the {spec.num_classes} classes the model knows")
+        labels = source_labels
+    originals = to_levels(pictures, spec.color_levels)
+    known = originals.repeat_interleave(per, dim=0)
+    labels = labels.repeat_interleave(per) if labels is not None else None
+    uniforms = draw_uniforms(n_sources * per, spec.channels, h, w, options.seed)
+    with sampling_progress("completing", n_sources * per) as progress:
+        levels = run_completion(model, spec, known, keep, labels, uniforms, options.temperature, sampler, progress, notice)
+    picture = grid(completion_tiles(originals, levels, keep, spec.color_levels), nrow=per + 2)
+    scale = max(1, min(4, 256 // max(picture.shape[1:])))
+    save_png(to_pil(picture, scale), target)
+    common.out.print(
+        f"wrote {per} completion{'s' if per > 1 else ''} of each of {where} ({h}x{w}, top {keep} rows kept; "
+        f"columns: original, kept part, completions) to {target}"
+    )
 
 
-def common_progress():
+def parse_indices(text: str) -> list[int]:
+    """``"0,5,7"`` -> ``[0, 5, 7]``; one-line errors for anything else."""
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit():
+            raise ConfigError(f"--indices: expected comma-separated image numbers like 0,5,7; got {text!r}")
+        values.append(int(part))
+    if not values:
+        raise ConfigError("--indices: no image numbers given")
+    return values
+
+
+def fit_pictures(pictures: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
+    """``uint8`` ``N x C x H x W`` pictures resized (and, between grey and RGB, converted) to the model's."""
+    if tuple(pictures.shape[1:]) == (channels, height, width):
+        return pictures
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    return torch.stack([_from_pil(to_pil(p).convert(mode).resize((width, height), Image.BILINEAR), channels)
+                        for p in pictures])
+
+
+def read_image_files(paths: list[str], channels: int, height: int, width: int) -> torch.Tensor:
+    """Image files -> ``uint8`` ``N x C x H x W`` in the model's colours and size."""
+    from PIL import Image, UnidentifiedImageError
+
+    mode = "L" if channels == 1 else "RGB"
+    pictures = []
+    for name in paths:
+        try:
+            with Image.open(name) as image:
+                image.load()
+                picture = image.convert(mode)
+        except (OSError, UnidentifiedImageError) as error:
+            raise DataError(f"--images: cannot read {name} as an image: {getattr(error, 'strerror', None) or error}") from None
+        if picture.size != (width, height):
+            picture = picture.resize((width, height), Image.BILINEAR)
+        pictures.append(_from_pil(picture, channels))
+    return torch.stack(pictures)
+
+
+def _from_pil(image, channels: int) -> torch.Tensor:
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    return data.view(image.height, image.width, channels).permute(2, 0, 1).contiguous()
+
+
+def sampling_progress(description: str, images: int):
     from .progress import SamplingProgress
 
-    return SamplingProgress(common.err, "sampling pixels")
+    return SamplingProgress(common.err, description, images=images)
+

@@ -41,6 +41,13 @@ class GatedPixelCNN(nn.Module):
                 skip = skip + s
         return self.head(skip)
 
+    def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
+        """Cached per-layer state for fast sampling (see :mod:`.incremental`); same function as
+        :meth:`forward`, one pixel at a time."""
+        from .incremental import GatedIncrementalState
+
+        return GatedIncrementalState(list(self.blocks), self.head, labels, count, height, width)
+
     @property
     def reach(self) -> int:
         """How far (in pixels, in every direction) the stacks see: every earlier pixel of a

@@ -1,0 +1,216 @@
+"""Training and evaluation speed, and where a training step spends its time.
+
+    python benchmarks/training.py                 # a table
+    python benchmarks/training.py --json          # the same as JSON
+    python benchmarks/training.py --no-trainer    # the phase split only
+
+Measurement only. The step is the training loop's own work, timed phase by phase on the
+seed's default model (30 feature maps, 6 gated layers, 7x7 kernels, 2 levels, 10 classes) with
+batches of 32 grey 28x28 ``mnist-sample`` digits (bundled, no download):
+
+* **data**: the next batch from the DataLoader, moved to the device, quantised to levels and
+  scaled to the model's input;
+* **forward**: ``model(x, labels)``;
+* **loss**: cross-entropy over levels;
+* **backward**: ``loss.backward()``;
+* **optimiser**: ``zero_grad``, gradient clipping (max norm 1), Adam step (lr 1e-4, weight
+  decay 1e-4) and the learning-rate scheduler.
+
+Evaluation images/s is the forward pass and the NLL terms under ``torch.no_grad`` (what
+``pixelcnn eval`` does per batch). With ``--trainer`` (the default) a short real
+``pixelcnn train`` run is timed as well and its own images/s reported, as a cross-check of
+the phase sum (it includes the per-batch callbacks and bookkeeping the split leaves out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pixelcnn_cli.building import load_data
+from pixelcnn_cli.config import ArchitectureConfig
+from pixelcnn_cli.contracts import ModelSpec
+from pixelcnn_cli.data.loading import make_loader
+from pixelcnn_cli.data.quantize import levels_to_input, to_levels
+from pixelcnn_cli.evaluation import nll_terms
+from pixelcnn_cli.models.gated import GatedPixelCNN
+
+PHASES = ("data", "forward", "loss", "backward", "optimiser")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forever(loader):
+    while True:
+        yield from loader
+
+
+def measure_training(data, spec, device, batch_size: int, steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    model = GatedPixelCNN(spec, ArchitectureConfig()).to(device)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    loader = forever(make_loader(data.train, batch_size, True, 0, 0, device.type == "cuda"))
+    totals = dict.fromkeys(PHASES, 0.0)
+    images = 0
+    for step in range(warmup + steps):
+        marks = [time.perf_counter()]
+        batch, labels = next(loader)
+        batch = batch.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        levels = to_levels(batch, spec.color_levels)
+        x = levels_to_input(levels, spec.color_levels)
+        sync(device)
+        marks.append(time.perf_counter())
+        logits = model(x, labels)
+        sync(device)
+        marks.append(time.perf_counter())
+        loss = nn.functional.cross_entropy(logits, levels)
+        float(loss.detach())  # the loop reads the loss every step
+        marks.append(time.perf_counter())
+        optimizer.zero_grad(set_to_none=True)  # as the loop: before backward (counted as optimiser)
+        zeroed = time.perf_counter()
+        loss.backward()
+        sync(device)
+        marks.append(time.perf_counter())
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        sync(device)
+        marks.append(time.perf_counter())
+        spent = [end - start for start, end in zip(marks, marks[1:])]
+        zero_grad = zeroed - marks[3]  # from the backward span to the optimiser's
+        spent[3] -= zero_grad
+        spent[4] += zero_grad
+        if step >= warmup:
+            images += batch.shape[0]
+            for phase, seconds in zip(PHASES, spent):
+                totals[phase] += seconds
+    seconds = sum(totals.values())
+    return {
+        "batch_size": batch_size,
+        "steps": steps,
+        "images_per_second": images / seconds,
+        "seconds_per_step": seconds / steps,
+        "phase_seconds_per_step": {p: totals[p] / steps for p in PHASES},
+        "phase_share": {p: totals[p] / seconds for p in PHASES},
+    }
+
+
+def measure_eval(data, spec, device, batch_size: int, batches: int) -> dict:
+    torch.manual_seed(0)
+    model = GatedPixelCNN(spec, ArchitectureConfig()).to(device).eval()
+    loader = forever(make_loader(data.test, batch_size, False))
+    images, seconds = 0, 0.0
+    with torch.no_grad():
+        for i in range(batches + 1):
+            batch, labels = next(loader)
+            sync(device)
+            started = time.perf_counter()
+            nll_terms(model, batch.to(device), labels.to(device), spec.color_levels).sum().item()
+            sync(device)
+            if i:  # the first batch warms up
+                images += batch.shape[0]
+                seconds += time.perf_counter() - started
+    return {"batch_size": batch_size, "batches": batches, "images_per_second": images / seconds}
+
+
+def measure_trainer(batch_size: int, batches: int, device: torch.device) -> dict:
+    """A real ``pixelcnn train`` run of ``batches`` batches: its own images/s (from metrics.jsonl)."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-m", "pixelcnn_cli", "train", "--dataset", "mnist-sample", "--epochs", "1",
+                   "--batch-size", str(batch_size), "--limit-train-batches", str(batches), "--epoch-samples", "0",
+                   "--seed", "0", "--output-dir", folder, "--run-name", "bench", "--device", str(device)]
+        env = {**os.environ, "WANDB_MODE": "disabled"}
+        started = time.perf_counter()
+        # one test batch where the CLI can limit evaluation (its images/s is the training part's anyway)
+        done = subprocess.run([*command, "--limit-test-batches", "1"], capture_output=True, text=True, env=env)
+        if done.returncode != 0 and "limit-test-batches" in done.stderr:
+            started = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
+        else:
+            command.extend(["--limit-test-batches", "1"])
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1], "command": " ".join(command)}
+        metrics = [json.loads(line) for line in (Path(folder) / "bench" / "metrics.jsonl").read_text().splitlines()]
+    return {"batches": batches, "images_per_second": metrics[-1]["images_per_second"], "wall_seconds": wall,
+            "command": "pixelcnn " + " ".join(command[3:]).replace(folder, "TMP")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--batch-size", type=int, default=32, help="training batch size [default: 32]")
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps [default: 30]")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first [default: 3]")
+    parser.add_argument("--eval-batch-size", type=int, default=128, help="evaluation batch size [default: 128]")
+    parser.add_argument("--eval-batches", type=int, default=5, help="timed evaluation batches [default: 5]")
+    parser.add_argument("--trainer", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time a short real `pixelcnn train` run [default: yes]")
+    parser.add_argument("--trainer-batches", type=int, default=30, help="batches of that run [default: 30]")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads [default: torch's]")
+    parser.add_argument("--device", default="cpu", help="torch device [default: cpu]")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    data = load_data("mnist-sample", ".data", False, {})
+    spec = ModelSpec(data.channels, data.height, data.width, 2, data.num_classes)
+    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    info = {"torch": torch.__version__, "device": str(device), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(), "load_average_1min_before": load}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    report = {"machine": info,
+              "model": "seed default: 30 fmaps, 6 gated layers, 7x7 kernels, 2 levels, 10 classes, 1x28x28",
+              "training": measure_training(data, spec, device, args.batch_size, args.steps, args.warmup),
+              "eval": measure_eval(data, spec, device, args.eval_batch_size, args.eval_batches)}
+    if args.trainer:
+        if args.threads:
+            os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        report["trainer"] = measure_trainer(args.batch_size, args.trainer_batches, device)
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min_after"] = round(os.getloadavg()[0], 2)
+
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    t, e = report["training"], report["eval"]
+    print(f"training benchmark · torch {info['torch']} · {info['device']} · {info['cpu_count']} CPUs · "
+          f"{info['torch_threads']} torch threads · load {info['load_average_1min_before']} -> {info.get('load_average_1min_after')}")
+    print(f"model: {report['model']}")
+    print(f"training, batch {t['batch_size']}, {t['steps']} steps: {t['images_per_second']:.1f} images/s "
+          f"({t['seconds_per_step'] * 1000:.1f} ms per step)")
+    print(f"  {'phase':10} {'ms/step':>9} {'share':>7}")
+    for phase in PHASES:
+        print(f"  {phase:10} {t['phase_seconds_per_step'][phase] * 1000:>9.1f} {t['phase_share'][phase]:>7.1%}")
+    print(f"eval, batch {e['batch_size']}: {e['images_per_second']:.1f} images/s (forward and NLL, no gradients)")
+    if "trainer" in report:
+        tr = report["trainer"]
+        if "error" in tr:
+            print(f"pixelcnn train: failed: {tr['error']}")
+        else:
+            print(f"pixelcnn train, {tr['batches']} batches: {tr['images_per_second']:.1f} images/s "
+                  f"(its own figure; `{tr['command']}`)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
