@@ -53,12 +53,12 @@ class TrainConfig(ArchitectureConfig):
     color_levels: int = Field(2, ge=2, le=256, description="Levels each colour channel is quantised into")
     unconditional: bool = Field(False, description="Train without class labels")
     epochs: int = Field(25, gt=0, description="Number of epochs")
-    batch_size: int = Field(32, gt=0, description="Images per mini-batch")
+    batch_size: int = Field(32, gt=0, description="Images per mini-batch (per process under torchrun)")
     learning_rate: float = Field(1e-4, gt=0, description="Adam learning rate")
     weight_decay: float = Field(1e-4, ge=0, description="Adam weight decay")
     max_norm: float = Field(1.0, gt=0, description="Gradient norm clipping threshold")
     lr_schedule: Literal["constant", "cyclic", "cosine", "exponential"] = Field(
-        "cosine", description="Learning-rate schedule: constant, cyclic (the seed's lr..10*lr), cosine, exponential"
+        "cyclic", description="Learning-rate schedule: cyclic (the seed's lr..10*lr triangle; trained best in our runs), cosine, exponential, constant"
     )
     warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up steps")
     epoch_samples: int = Field(25, ge=0, description="Images sampled after each epoch (0: none)")
@@ -69,6 +69,10 @@ class TrainConfig(ArchitectureConfig):
     device: str | None = Field(None, description="torch device (default: cuda when available, else cpu)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     limit_train_batches: int | None = Field(None, gt=0, description="Use at most this many training batches per epoch")
+    limit_test_batches: int | None = Field(None, gt=0, description="Evaluate on at most this many test batches per epoch")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimiser steps in all (the schedule ends there)")
+    ema: float = Field(0.0, ge=0, lt=1, description="Decay of the moving average of the weights used to evaluate, sample and pick the best (e.g. 0.999; 0: off)")
+    checkpoint_every: int = Field(0, ge=0, description="Also save checkpoints/last.pt every N steps inside an epoch (0: at epoch ends only)")
     wandb: bool = Field(False, description="Log to Weights & Biases")
     wandb_project: str = Field("pixelcnn", description="Weights & Biases project")
 

@@ -1,38 +1,134 @@
 """The training loop. It reports through callbacks and never prints.
 
-Each epoch: train (with gradient clipping and a per-step learning-rate schedule), measure test
-bits/dim, sample ``epoch_samples`` images into a PNG grid, append the epoch's metrics to
-``metrics.jsonl`` and save ``checkpoints/last.pt`` and, when test bits/dim improved,
-``checkpoints/best.pt``. Only the current weights are kept in memory.
+Each epoch: train (gradient clipping, a per-step learning-rate schedule, optionally a moving
+average of the weights), measure test bits/dim, sample ``epoch_samples`` images into a PNG grid,
+append the epoch's metrics to ``metrics.jsonl`` and save ``checkpoints/last.pt`` and, when test
+bits/dim improved, ``checkpoints/best.pt``. Only the current weights are kept in memory.
+
+A run never gets lost:
+
+* ``train(config, resume=RUN_DIR_OR_CHECKPOINT)`` carries on exactly where a checkpoint left
+  off (weights, optimiser, schedule, moving average, position inside the epoch, random states,
+  best metric, metrics history): the data order of an epoch depends only on the run's data
+  seed and the epoch number, so a resumed run sees the batches an uninterrupted one would.
+* SIGINT (Ctrl-C) or SIGTERM: the step in flight is abandoned, ``last.pt`` is saved at the
+  current position (mid-epoch; an interrupted evaluation is redone on resume) and
+  :class:`TrainingInterrupted` is raised with its path. A second signal stops at once, without
+  saving (the previous checkpoint stays). The same signal delivered twice within
+  :attr:`StopRequest.DEBOUNCE_S` (a launcher forwarding it) counts once.
+* A loss that is not finite stops training before the bad step is applied and before anything
+  is saved, so the last checkpoint written stays the last good one.
+* Checkpoints are written atomically; a full disk is a one-line error and keeps the old file.
+
+Under ``torchrun`` (see :mod:`.distributed`) every process runs this loop; only rank 0 writes
+files and calls the callbacks (except those with ``all_ranks = True``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import math
+import os
 import shutil
+import signal
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
 
-from . import __version__, registry
-from .building import build_model, load_data, resolve_device, spec_for, spec_to_dict
-from .checkpoint import save_checkpoint
-from .config import TrainConfig
+from . import __version__, distributed, registry
+from .building import build_model, load_data, spec_for, spec_to_dict
+from .checkpoint import load_checkpoint, resume_target, run_dir_of, save_checkpoint
+from .config import TrainConfig, merge, validate
 from .contracts import ModelSpec
-from .data.loading import make_loader
+from .data.loading import collate, make_loader
 from .data.quantize import levels_to_input, to_levels
-from .errors import TrainingError
+from .distributed import DistContext
+from .ema import WeightAverage
+from .errors import CheckpointError, ConfigError, PixelCNNError, TrainingError
 from .evaluation import evaluate
 from .images import save_levels_grid
 from .sampling import draw_uniforms, sample
+from .schedules import CYCLE_STEPS, lr_factor  # noqa: F401  (re-exported: the schedules used to live here)
 
-CYCLE_STEPS = 2000  # the seed's CyclicLR half-cycle (torch's default step_size_up)
+# Options a resumed run may change; every other option must match the checkpoint's.
+RESUME_MAY_CHANGE = (
+    "epochs", "max_steps", "learning_rate", "max_norm", "device", "num_workers", "data_dir", "download",
+    "epoch_samples", "limit_test_batches", "checkpoint_every", "wandb", "wandb_project",
+)
+
+
+class TrainingInterrupted(PixelCNNError):
+    """Training stopped on a signal (or :meth:`StopRequest.request`).
+
+    ``checkpoint`` is the file to resume from (``None`` if there is none), ``saved`` whether it
+    was written at the moment of the stop (``False`` after a second signal: stopped at once).
+    The exit code is the shell's: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, *, checkpoint: Path | None, run_dir: Path | None, signum: int,
+                 saved: bool, epoch: int, step: int):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.run_dir = run_dir
+        self.signum = signum
+        self.saved = saved
+        self.epoch = epoch
+        self.step = step
+        self.exit_code = 128 + int(signum)
+
+
+class StopRequest:
+    """A polite request to stop training, set by a signal or by :meth:`request`."""
+
+    DEBOUNCE_S = 1.0
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.forced: int | None = None
+        self._first_at = 0.0
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def request(self, signum: int = signal.SIGINT) -> None:
+        if self.signum is None:
+            self.signum = int(signum)
+            self._first_at = time.monotonic()
+
+    def handle(self, signum: int, frame: Any = None) -> None:
+        """Signal handler: the first signal asks to stop; a later one stops at once."""
+        if self.signum is None:
+            self.request(signum)
+            return
+        if time.monotonic() - self._first_at < self.DEBOUNCE_S:
+            return  # the same stop delivered twice (the terminal and a launcher both send it)
+        self.forced = int(signum)
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def catch_signals(self) -> Iterator["StopRequest"]:
+        """Handle SIGINT and SIGTERM while inside (only possible in the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in previous:
+            signal.signal(s, self.handle)
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 @dataclass
@@ -45,6 +141,13 @@ class RunInfo:
     test_images: int
     batches_per_epoch: int
     config: TrainConfig
+    resumed_from: Path | None = None
+    start_epoch: int = 1
+    start_batch: int = 0
+    start_step: int = 0
+    total_steps: int = 0
+    rank: int = 0
+    world_size: int = 1
 
 
 @dataclass
@@ -63,6 +166,11 @@ class EpochMetrics:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EpochMetrics":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
 
 @dataclass
 class TrainResult:
@@ -76,7 +184,14 @@ class TrainResult:
 
 
 class Callback:
-    """Hooks the training loop calls; override what you need (the CLI draws progress with them)."""
+    """Hooks the training loop calls; override what you need (the CLI draws progress with them).
+
+    Under torchrun only rank 0 calls them, unless the callback sets ``all_ranks = True``.
+    ``on_train_end`` is called however training ends (finished, failed or interrupted), with
+    the epochs done so far.
+    """
+
+    all_ranks = False
 
     def on_train_start(self, info: RunInfo, model: nn.Module) -> None: ...
     def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
@@ -87,20 +202,17 @@ class Callback:
     def on_train_end(self, result: TrainResult) -> None: ...
 
 
-def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int) -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based)."""
-    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-    t = min(1.0, step / max(1, total_steps))
-    if schedule == "cyclic":  # the seed: triangle between lr and 10 * lr
-        phase = (step % (2 * CYCLE_STEPS)) / CYCLE_STEPS
-        factor = 1.0 + 9.0 * (phase if phase <= 1.0 else 2.0 - phase)
-    elif schedule == "cosine":
-        factor = 0.5 * (1.0 + math.cos(math.pi * t))
-    elif schedule == "exponential":
-        factor = 0.01**t
-    else:
-        factor = 1.0
-    return warm * factor
+# -- run folder ---------------------------------------------------------------------------------
+
+def _probe_writable(run_dir: Path) -> None:
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise TrainingError(f"cannot write the run folder {run_dir}: {error.strerror or error}") from None
 
 
 def prepare_run_dir(config: TrainConfig) -> Path:
@@ -111,7 +223,10 @@ def prepare_run_dir(config: TrainConfig) -> Path:
         if run_dir.exists():
             if not config.overwrite:
                 raise TrainingError(f"run folder {run_dir} already exists; pass --overwrite to replace it or choose another --run-name")
-            shutil.rmtree(run_dir)
+            try:
+                shutil.rmtree(run_dir)
+            except OSError as error:
+                raise TrainingError(f"cannot replace the run folder {run_dir}: {error.strerror or error}") from None
     else:
         base = f"{config.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
         run_dir, n = root / base, 1
@@ -119,14 +234,39 @@ def prepare_run_dir(config: TrainConfig) -> Path:
             n += 1
             run_dir = root / f"{base}-{n}"
     try:
-        (run_dir / "checkpoints").mkdir(parents=True)
-        (run_dir / "samples").mkdir()
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        run_dir.mkdir(parents=True)
     except OSError as error:
         raise TrainingError(f"cannot write the run folder {run_dir}: {error.strerror or error}") from None
+    _probe_writable(run_dir)
     return run_dir
+
+
+def check_free_space(folder: Path, needed: int) -> None:
+    """Refuse to start when the disk cannot hold the checkpoints the run will write."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise TrainingError(
+            f"not enough disk space in {folder}: {free / 2**20:.1f} MiB free, the checkpoints need about "
+            f"{needed / 2**20:.1f} MiB; free some space or choose another --output-dir"
+        )
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _writing(what: Path):
+    """Turn a failed write (full disk, vanished folder) into a one-line error."""
+    try:
+        yield
+    except OSError as error:
+        raise TrainingError(f"cannot write {what}: {error.strerror or error}") from None
 
 
 def seed_everything(seed: int | None) -> None:
@@ -139,125 +279,613 @@ def epoch_labels(count: int, spec: ModelSpec) -> torch.Tensor | None:
     return torch.arange(count) % spec.num_classes if spec.num_classes else None
 
 
-def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> TrainResult:
-    callbacks = list(callbacks or [])
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    data = load_data(config.dataset, config.data_dir, config.download, config.dataset_options)
-    spec = spec_for(config, data)
-    model, model_options = build_model(config, spec)
-    model.to(device)
-    run_dir = prepare_run_dir(config)
-    plugins = {
-        "dataset": registry.provenance(registry.datasets, config.dataset),
-        "model": registry.provenance(registry.models, config.model),
-    }
-    (run_dir / "config.json").write_text(
-        json.dumps(
-            {"config": config.model_dump(mode="json"), "spec": spec_to_dict(spec), "model_options": model_options,
-             "plugins": plugins, "package_version": __version__},
-            indent=2,
+# -- resuming -------------------------------------------------------------------------------------
+
+@dataclass
+class ResumePoint:
+    """A checkpoint to resume from, loaded once (the CLI reads its config before training)."""
+
+    path: Path
+    checkpoint: dict[str, Any]
+
+    @property
+    def run_dir(self) -> Path:
+        return run_dir_of(self.path)
+
+    @property
+    def config(self) -> TrainConfig:
+        try:
+            return TrainConfig.model_validate(self.checkpoint["config"])
+        except Exception:
+            raise CheckpointError(f"{self.path}: its config is unreadable by this pixelcnn version") from None
+
+
+def load_resume(target: str | Path | ResumePoint) -> ResumePoint:
+    """Load what ``--resume RUN_DIR_OR_CHECKPOINT`` points at, checking it can be resumed."""
+    if isinstance(target, ResumePoint):
+        return target
+    path = resume_target(target)
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    if not isinstance(checkpoint.get("train_state"), dict):
+        raise CheckpointError(f"{path} holds no training state to resume from (written by an older pixelcnn?)")
+    point = ResumePoint(path, checkpoint)
+    point.run_dir  # noqa: B018  (checks the checkpoint sits in a run folder)
+    return point
+
+
+def _flag(name: str) -> str:
+    return {"learning_rate": "--lr", "dataset_options": "--dataset-option", "model_options": "--model-option"}.get(
+        name, "--" + name.replace("_", "-")
+    )
+
+
+def check_resume_config(saved: TrainConfig, config: TrainConfig) -> None:
+    """One line per option that differs from the run's and may not change on resume."""
+    problems = []
+    for name in TrainConfig.model_fields:
+        if name in RESUME_MAY_CHANGE:
+            continue
+        old, new = getattr(saved, name), getattr(config, name)
+        if old != new:
+            problems.append(f"{_flag(name)}: cannot change when resuming (the run has {old!r}, got {new!r})")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def resume_config(point: ResumePoint, overrides: dict[str, Any]) -> TrainConfig:
+    """The run's saved config with ``overrides`` (flags and config-file values) applied and checked."""
+    saved = point.config
+    config = validate(TrainConfig, merge(saved.model_dump(mode="json"), overrides))
+    check_resume_config(saved, config)
+    return config
+
+
+# -- data -------------------------------------------------------------------------------------------
+
+class EpochSampler(DistributedSampler):
+    """Shuffles every epoch from ``(seed, epoch)`` alone, gives each rank its share, and can skip
+    the batches of the epoch already trained (resuming mid-epoch)."""
+
+    def __init__(self, dataset: Any, ctx: DistContext, seed: int, batch_size: int):
+        super().__init__(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed, drop_last=False)
+        self.batch_size = batch_size
+        self.skip_batches = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        return iter(indices[self.skip_batches * self.batch_size:])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip_batches * self.batch_size)
+
+
+def _worker_ignores_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which stops cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Limited:
+    """The first ``limit`` batches of a loader (``--limit-test-batches``)."""
+
+    def __init__(self, loader: DataLoader, limit: int | None):
+        self.loader, self.limit = loader, limit
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), self.limit) if self.limit else iter(self.loader)
+
+    def __len__(self) -> int:
+        return min(len(self.loader), self.limit) if self.limit else len(self.loader)
+
+
+def _has_unused_parameters(model: nn.Module, spec: ModelSpec, device: torch.device) -> bool:
+    """Whether some parameters get no gradient (DDP must then look for them at every step).
+
+    One forward and backward pass of a blank image tells; random states and ``.grad`` stay untouched.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            x = torch.zeros(1, spec.channels, spec.height, spec.width, device=device)
+            labels = torch.zeros(1, dtype=torch.long, device=device) if spec.num_classes else None
+            out = model(x, labels)
+            grads = torch.autograd.grad(out.float().sum(), params, allow_unused=True)
+    finally:
+        model.train(was_training)
+    return any(g is None for g in grads)
+
+
+class _Abandon(Exception):
+    """Rank 0 leaves evaluation or sampling because a stop was requested."""
+
+
+def _state_bytes(module: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values() if isinstance(t, torch.Tensor))
+
+
+def _cpu_rng_states(device: torch.device) -> dict[str, Any]:
+    states: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng(states: dict[str, Any], device: torch.device) -> None:
+    if isinstance(states.get("torch"), torch.Tensor):
+        torch.set_rng_state(states["torch"].cpu())
+    cuda = states.get("cuda")
+    if device.type == "cuda" and isinstance(cuda, list) and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+class _Run:
+    def __init__(self, config: TrainConfig, callbacks: list[Callback], stop: StopRequest,
+                 resume: str | Path | ResumePoint | None):
+        self.config = config
+        self.all_callbacks = callbacks
+        self.callbacks: list[Callback] = []
+        self.stop = stop
+        self.resume = resume
+        self.result: TrainResult | None = None
+        self.run_dir: Path | None = None
+        self.last_checkpoint: Path | None = None
+        self.saved_at: tuple[int, int, int] | None = None  # (epoch, batch, step) of the last save
+        self.epoch, self.batch, self.step = 1, 0, 0
+        self.evaluated = False
+        self.history: list[dict[str, Any]] = []
+        self.best = math.inf
+        self.loss_sum, self.seen = 0.0, 0
+        self.started_callbacks = False
+        self.rng_mark: dict[str, Any] | None = None  # random states where an interrupted step or evaluation began
+
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.config
+        ctx, device = self.ctx, self.device
+        point = load_resume(self.resume) if self.resume is not None else None
+        state: dict[str, Any] = point.checkpoint["train_state"] if point else {}
+        if point is not None:
+            check_resume_config(point.config, cfg)
+            self.run_dir = point.run_dir
+            pos = state.get("position") or {}
+            self.epoch, self.batch = int(pos.get("epoch", 1)), int(pos.get("batch", 0))
+            self.evaluated = bool(pos.get("evaluated", False))
+            self.step = int(point.checkpoint.get("step", 0))
+            finished = self.epoch > cfg.epochs or (cfg.max_steps is not None and self.step >= cfg.max_steps and self.evaluated)
+            if finished:
+                raise ConfigError(
+                    f"nothing to resume: {self.run_dir} already reached its end (step {self.step}, --epochs {cfg.epochs}"
+                    f"{'' if cfg.max_steps is None else f', --max-steps {cfg.max_steps}'}); pass a larger --epochs or --max-steps to train longer"
+                )
+        self.callbacks = [cb for cb in self.all_callbacks if ctx.is_main or getattr(cb, "all_ranks", False)]
+        if cfg.wandb and ctx.is_main:
+            from .wandb_logging import check_ready
+
+            check_ready()  # before a run folder is made
+        seed_everything(cfg.seed)
+
+        data = distributed.main_first(ctx, lambda: load_data(cfg.dataset, cfg.data_dir, cfg.download, cfg.dataset_options))
+        spec = spec_for(cfg, data)
+        if point is not None:
+            saved_spec = point.checkpoint["spec"]
+            keys = ("channels", "height", "width", "color_levels", "num_classes")
+            if any(saved_spec.get(k) != getattr(spec, k) for k in keys):
+                now = ", ".join(f"{k} {getattr(spec, k)}" for k in keys)
+                was = ", ".join(f"{k} {saved_spec.get(k)}" for k in keys)
+                raise ConfigError(f"the data no longer matches the run: it was trained on {was}, the data now gives {now}")
+        self.spec = spec
+        model, self.model_options = build_model(cfg, spec)
+        model.to(device)
+        self.model = model
+        self.plugins = {
+            "dataset": registry.provenance(registry.datasets, cfg.dataset),
+            "model": registry.provenance(registry.models, cfg.model),
+        }
+
+        checkpoint_bytes = _state_bytes(model) * (3 + (1 if cfg.ema else 0)) + 2**20
+        self.run_dir = distributed.on_main(ctx, lambda: self._make_run_dir(checkpoint_bytes, fresh=point is None))
+
+        # data order: a pure function of the data seed and the epoch (and the rank)
+        if point is not None:
+            data_seed = int(state["data_seed"])
+        elif cfg.seed is not None:
+            data_seed = cfg.seed
+        else:
+            data_seed = distributed.broadcast(ctx, int(torch.randint(0, 2**62, ()).item()))
+        self.data_seed = data_seed
+        pin = device.type == "cuda"
+        self.pin = pin
+        self.sampler = EpochSampler(data.train, ctx, data_seed, cfg.batch_size)
+        self.loader_generator = torch.Generator()
+        self.train_loader = DataLoader(
+            data.train, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.num_workers,
+            collate_fn=collate, pin_memory=pin, generator=self.loader_generator, drop_last=False,
+            persistent_workers=cfg.num_workers > 0, worker_init_fn=_worker_ignores_sigint if cfg.num_workers else None,
         )
-    )
-    if config.wandb:
-        from .wandb_logging import WandbCallback
+        test_loader = make_loader(data.test, max(cfg.batch_size, 128), False, None, cfg.num_workers, pin)
+        self.test_loader = _Limited(test_loader, cfg.limit_test_batches)
+        batches = math.ceil(self.sampler.num_samples / cfg.batch_size)
+        if cfg.limit_train_batches:
+            batches = min(batches, cfg.limit_train_batches)
+        if batches == 0:
+            raise TrainingError(f"dataset {cfg.dataset!r} has no training images")
+        self.batches = batches
+        self.total_steps = batches * cfg.epochs if cfg.max_steps is None else min(batches * cfg.epochs, cfg.max_steps)
 
-        callbacks.append(WandbCallback(config, run_dir))
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(cfg.lr_schedule, s, self.total_steps, cfg.warmup_steps)
+        )
+        if point is not None:
+            raw = state.get("raw_model_state") or point.checkpoint["model_state"]
+            self._load(lambda: model.load_state_dict(raw), "model weights")
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
 
-    pin = device.type == "cuda"
-    train_loader = make_loader(data.train, config.batch_size, True, config.seed, config.num_workers, pin)
-    test_loader = make_loader(data.test, max(config.batch_size, 128), False, None, config.num_workers, pin)
-    batches = len(train_loader)
-    if config.limit_train_batches:
-        batches = min(batches, config.limit_train_batches)
-    if batches == 0:
-        raise TrainingError(f"dataset {config.dataset!r} has no training images")
-    total_steps = batches * config.epochs
+            self.net: nn.Module = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=_has_unused_parameters(model, spec, device),
+            )
+        else:
+            self.net = model
+        self.ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+        if point is not None:
+            self._restore(point, state)
+        self.result = TrainResult(self.run_dir, [EpochMetrics.from_dict(h) for h in self.history])
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(config.lr_schedule, step, total_steps, config.warmup_steps)
-    )
-    info = RunInfo(run_dir, device, spec, sum(p.numel() for p in model.parameters()), len(data.train), len(data.test), batches, config)
-    for cb in callbacks:
-        cb.on_train_start(info, model)
+        info = RunInfo(
+            self.run_dir, device, spec, sum(p.numel() for p in model.parameters()), len(data.train), len(data.test),
+            batches, cfg, resumed_from=point.path if point else None, start_epoch=self.epoch, start_batch=self.batch,
+            start_step=self.step, total_steps=self.total_steps, rank=ctx.rank, world_size=ctx.world_size,
+        )
+        if cfg.wandb and ctx.is_main:
+            from .wandb_logging import WandbCallback
 
-    result = TrainResult(run_dir)
-    best = math.inf
-    step = 0
-    ln2 = math.log(2)
-    for epoch in range(1, config.epochs + 1):
-        for cb in callbacks:
-            cb.on_epoch_start(epoch, config.epochs, batches)
-        model.train()
+            self.callbacks.append(WandbCallback(cfg, self.run_dir))
+        self.started_callbacks = True
+        for cb in self.callbacks:
+            cb.on_train_start(info, model)
+        if point is not None:
+            _restore_rng(state.get("rng") or {}, device)
+
+    def _load(self, fn, what: str) -> None:
+        try:
+            fn()
+        except (RuntimeError, ValueError, KeyError, TypeError):
+            raise CheckpointError(f"the checkpoint's {what} do not fit this run (was it changed by hand?)") from None
+
+    def _make_run_dir(self, checkpoint_bytes: int, fresh: bool) -> Path:
+        cfg = self.config
+        if fresh:
+            run_dir = prepare_run_dir(cfg)
+            try:
+                check_free_space(run_dir, checkpoint_bytes * 3)  # last.pt, best.pt and one being written
+            except TrainingError:
+                shutil.rmtree(run_dir, ignore_errors=True)  # leave no empty run folder behind
+                raise
+        else:
+            run_dir = self.run_dir
+            _probe_writable(run_dir)
+            for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a process killed while saving
+                stale.unlink(missing_ok=True)
+            check_free_space(run_dir, checkpoint_bytes)
+        record = {"config": cfg.model_dump(mode="json"), "spec": spec_to_dict(self.spec), "model_options": self.model_options,
+                  "plugins": self.plugins, "package_version": __version__}
+        with _writing(run_dir / "config.json"):
+            _write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2))
+        return run_dir
+
+    def _restore(self, point: ResumePoint, state: dict[str, Any]) -> None:
+        cfg, ckpt = self.config, point.checkpoint
+        self._load(lambda: self.optimizer.load_state_dict(ckpt["optimizer_state"]), "optimiser state")
+        self._load(lambda: self.scheduler.load_state_dict(ckpt["scheduler_state"]), "schedule state")
+        # the rate follows the (possibly new) --lr and --epochs/--max-steps from this step on
+        self.scheduler.base_lrs = [cfg.learning_rate for _ in self.optimizer.param_groups]
+        rate = cfg.learning_rate * lr_factor(cfg.lr_schedule, self.step, self.total_steps, cfg.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = cfg.learning_rate
+            group["lr"] = rate
+        self.scheduler._last_lr = [rate for _ in self.optimizer.param_groups]
+        if self.ema is not None:
+            self._load(lambda: self.ema.load_state_dict(ckpt["model_state"], int(state.get("ema_updates", 0))), "averaged weights")
+        best = ckpt.get("best_bits_per_dim", math.inf)
+        self.best = float(best) if best is not None else math.inf
+        # the epoch it carries on in is measured again at its end (after --max-steps, a partial record was kept)
+        self.history = [h for h in state.get("history", []) if int(h.get("epoch", 0)) < self.epoch]
+        saved_world, saved_batches = int(state.get("world_size", 1)), int(state.get("batches_per_epoch", self.batches))
+        if self.batch >= saved_batches:
+            self.batch = self.batches
+        elif saved_world != self.ctx.world_size:  # same images onwards: all ranks together covered batch*world batches
+            self.batch = min(self.batches, self.batch * saved_world // self.ctx.world_size)
+        if self.ctx.is_main:
+            self.loss_sum, self.seen = float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_seen", 0))
+            lines = "".join(json.dumps(h) + "\n" for h in self.history)
+            with _writing(self.run_dir / "metrics.jsonl"):
+                _write_text_atomic(self.run_dir / "metrics.jsonl", lines)
+        self.last_checkpoint = point.path
+        # stopping before any new step needs no new save, unless we resumed from another file than last.pt
+        self.saved_at = (self.epoch, self.batch, self.step) if point.path.name == "last.pt" else None
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _eval_model(self) -> nn.Module:
+        return self.ema.model if self.ema is not None else self.model
+
+    def _epoch_sums(self) -> tuple[float, int]:
+        total, seen = distributed.sum_all(self.ctx, [self.loss_sum, float(self.seen)], self.device)
+        return total, int(seen)
+
+    def _payload(self, metrics: dict[str, Any] | None, interrupted: bool, loss_sum: float, seen: int) -> dict[str, Any]:
+        cfg = self.config
+        rng = self.rng_mark if interrupted and self.rng_mark is not None else _cpu_rng_states(self.device)
+        train_state = {
+            "position": {"epoch": self.epoch, "batch": self.batch, "evaluated": self.evaluated},
+            "history": list(self.history),
+            "rng": rng,
+            "data_seed": self.data_seed,
+            "epoch_loss_sum": loss_sum,
+            "epoch_seen": seen,
+            "world_size": self.ctx.world_size,
+            "batches_per_epoch": self.batches,
+        }
+        if self.ema is not None:
+            train_state["raw_model_state"] = self.model.state_dict()
+            train_state["ema_updates"] = self.ema.updates
+        return {
+            "config": cfg.model_dump(mode="json"),
+            "spec": spec_to_dict(self.spec),
+            "model_options": self.model_options,
+            "plugins": self.plugins,
+            "model_state": self._eval_model().state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": self.scheduler.state_dict(),
+            "epoch": self.history[-1]["epoch"] if self.history else 0,
+            "step": self.step,
+            "best_bits_per_dim": self.best,
+            "metrics": metrics,
+            "interrupted": interrupted,
+            "ema_decay": cfg.ema,
+            "train_state": train_state,
+        }
+
+    def _save(self, metrics: dict[str, Any] | None = None, *, best: bool = False, interrupted: bool = False) -> Path:
+        """Save ``last.pt`` (and ``best.pt``) at the current position; every rank calls this."""
+        loss_sum, seen = self._epoch_sums()
+        last = self.run_dir / "checkpoints" / "last.pt"
+
+        def write() -> None:
+            payload = self._payload(metrics, interrupted, loss_sum, seen)
+            try:
+                save_checkpoint(last, payload)
+                if best:
+                    save_checkpoint(self.run_dir / "checkpoints" / "best.pt", payload)
+            except CheckpointError as error:
+                epoch = metrics["epoch"] if metrics else self.epoch
+                raise TrainingError(f"{error}; training stopped at epoch {epoch}, step {self.step}") from None
+
+        distributed.on_main(self.ctx, write)
+        self.last_checkpoint = last
+        self.saved_at = (self.epoch, self.batch, self.step)
+        return last
+
+    def _interrupted(self) -> TrainingInterrupted:
+        signum = self.stop.signum or signal.SIGINT
+        if self.saved_at != (self.epoch, self.batch, self.step):
+            self._save(interrupted=True)
+        name = signal.Signals(signum).name
+        return TrainingInterrupted(
+            f"interrupted by {name} at epoch {self.epoch}, step {self.step}; saved {self.last_checkpoint}",
+            checkpoint=self.last_checkpoint, run_dir=self.run_dir, signum=signum, saved=True, epoch=self.epoch, step=self.step,
+        )
+
+    def _forced(self) -> TrainingInterrupted:
+        signum = self.stop.forced or self.stop.signum or signal.SIGINT
+        name = signal.Signals(signum).name
+        kept = f"the last checkpoint is kept: {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was saved"
+        again = " again" if self.stop.forced is not None else ""  # else a KeyboardInterrupt nobody caught as a signal
+        return TrainingInterrupted(
+            f"interrupted{again} by {name}: stopped at once without saving; {kept}",
+            checkpoint=self.last_checkpoint, run_dir=self.run_dir, signum=signum, saved=False, epoch=self.epoch, step=self.step,
+        )
+
+    # -- training ------------------------------------------------------------------------------
+    def _agree(self, bad: bool, stop: bool = False) -> tuple[bool, bool]:
+        """(stop, bad) as all ranks see it: a stop asked of any rank (by its signal) stops them all."""
+        signum = self.stop.signum or (int(signal.SIGINT) if stop else 0)
+        shared, bad_any = distributed.max_all(self.ctx, [signum, 1.0 if bad else 0.0], self.device)
+        if shared and not self.stop.requested:
+            self.stop.request(int(shared))
+        return bool(shared), bool(bad_any)
+
+    def _max_steps_reached(self) -> bool:
+        return self.config.max_steps is not None and self.step >= self.config.max_steps
+
+    def _not_finite(self, loss_value: float, own: bool) -> TrainingError:
+        where = f"loss became {loss_value}" if own else "loss became non-finite on another process"
+        kept = (f"the last good checkpoint is kept: {self.last_checkpoint} (resume from it with a lower rate: "
+                f"--resume {self.run_dir} --lr ...)" if self.last_checkpoint else "no checkpoint had been saved yet")
+        return TrainingError(
+            f"{where} at epoch {self.epoch}, step {self.step + 1}; {kept}; try a lower --lr or a smaller --max-norm"
+        )
+
+    def _train_epoch(self) -> float:
+        cfg, device, model = self.config, self.device, self.net
+        ln2 = math.log(2)
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.skip_batches = self.batch
+        self.loader_generator.manual_seed(self.data_seed + self.epoch)  # worker seeds, apart from the global RNG
         started = time.perf_counter()
-        seen, loss_sum = 0, 0.0
-        for batch, (images, labels) in enumerate(train_loader, start=1):
-            if batch > batches:
-                break
-            images = images.to(device, non_blocking=pin)
-            labels = labels.to(device, non_blocking=pin) if spec.num_classes else None
-            levels = to_levels(images, spec.color_levels)
-            logits = model(levels_to_input(levels, spec.color_levels), labels)
+        session_seen = 0
+        if self.batch >= self.batches or self._max_steps_reached():
+            return 0.0
+        model.train()
+        for images, labels in self.train_loader:
+            self.rng_mark = _cpu_rng_states(device)
+            images = images.to(device, non_blocking=self.pin)
+            labels = labels.to(device, non_blocking=self.pin) if self.spec.num_classes else None
+            levels = to_levels(images, self.spec.color_levels)
+            logits = model(levels_to_input(levels, self.spec.color_levels), labels)
             loss = nn.functional.cross_entropy(logits, levels)
             loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise TrainingError(
-                    f"loss became {loss_value} at epoch {epoch}, step {step + 1}; the last good checkpoint is kept in "
-                    f"{run_dir / 'checkpoints'}; try a lower --lr or a smaller --max-norm"
-                )
-            optimizer.zero_grad(set_to_none=True)
+            finite = math.isfinite(loss_value)
+            stop, bad = self._agree(not finite)
+            if bad:
+                raise self._not_finite(loss_value, own=not finite)
+            if stop:  # abandon this step; resume redoes it
+                raise self._interrupted()
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.max_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.step += 1
+            self.batch += 1
             n = images.shape[0]
-            seen += n
-            loss_sum += loss_value * n
-            rate = seen / max(time.perf_counter() - started, 1e-9)
-            for cb in callbacks:
-                cb.on_batch_end(epoch, batch, batches, loss_value / ln2, rate, optimizer.param_groups[0]["lr"])
-        train_seconds = time.perf_counter() - started
+            self.seen += n
+            session_seen += n
+            self.loss_sum += loss_value * n
+            rate = session_seen * self.ctx.world_size / max(time.perf_counter() - started, 1e-9)
+            for cb in self.callbacks:
+                cb.on_batch_end(self.epoch, self.batch, self.batches, loss_value / ln2, rate, self.optimizer.param_groups[0]["lr"])
+            if self.batch >= self.batches or self._max_steps_reached():
+                break
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self._save()
+        return time.perf_counter() - started
 
-        test = evaluate(model, test_loader, spec, device, lambda d, t: [cb.on_eval(epoch, d, t) for cb in callbacks])
-        samples_path = None
-        if config.epoch_samples:
-            uniforms = draw_uniforms(config.epoch_samples, spec.channels, spec.height, spec.width,
-                                     None if config.seed is None else config.seed + epoch)
-            levels = sample(model, spec, epoch_labels(config.epoch_samples, spec), uniforms,
-                            on_step=lambda d, t: [cb.on_sampling(epoch, d, t) for cb in callbacks])
-            samples_path = str(save_levels_grid(levels, spec.color_levels, run_dir / "samples" / f"epoch_{epoch:03d}.png"))
-        improved = math.isfinite(test.bits_per_dim) and test.bits_per_dim < best
-        metrics = EpochMetrics(
-            epoch=epoch, step=step, train_bits_per_dim=loss_sum / max(seen, 1) / ln2,
-            test_bits_per_dim=test.bits_per_dim, test_nats_per_image=test.nats_per_image,
-            learning_rate=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started,
-            images_per_second=seen / max(train_seconds, 1e-9), samples=samples_path, best=improved,
-        )
-        if improved:
-            best = test.bits_per_dim
-        payload = {
-            "config": config.model_dump(mode="json"),
-            "spec": spec_to_dict(spec),
-            "model_options": model_options,
-            "plugins": plugins,
-            "model_state": model.state_dict(),
-            "optimizer_state": optimizer.state_dict(),
-            "scheduler_state": scheduler.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "best_bits_per_dim": best,
-            "metrics": metrics.as_dict(),
-        }
-        save_checkpoint(run_dir / "checkpoints" / "last.pt", payload)
-        if improved:
-            save_checkpoint(run_dir / "checkpoints" / "best.pt", payload)
-        with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(metrics.as_dict()) + "\n")
-        result.epochs.append(metrics)
-        for cb in callbacks:
-            cb.on_epoch_end(metrics)
-    for cb in callbacks:
-        cb.on_train_end(result)
-    return result
+    def _evaluate_and_sample(self) -> tuple[float, float, str | None, bool]:
+        """Rank 0: test NLL and the epoch's sample grid; ``abandoned`` when a stop came meanwhile."""
+        cfg, spec, epoch = self.config, self.spec, self.epoch
+        model = self._eval_model()
+
+        def on_eval(done: int, total: int) -> None:
+            for cb in self.callbacks:
+                cb.on_eval(epoch, done, total)
+            if self.stop.requested:
+                raise _Abandon
+
+        def on_sampling(done: int, total: int) -> None:
+            for cb in self.callbacks:
+                cb.on_sampling(epoch, done, total)
+            if self.stop.requested:
+                raise _Abandon
+
+        try:
+            test = evaluate(model, self.test_loader, spec, self.device, on_eval)
+            samples_path = None
+            if cfg.epoch_samples:
+                uniforms = draw_uniforms(cfg.epoch_samples, spec.channels, spec.height, spec.width,
+                                         None if cfg.seed is None else cfg.seed + epoch)
+                levels = sample(model, spec, epoch_labels(cfg.epoch_samples, spec), uniforms, on_step=on_sampling)
+                target = self.run_dir / "samples" / f"epoch_{epoch:03d}.png"
+                with _writing(target):
+                    samples_path = str(save_levels_grid(levels, spec.color_levels, target))
+        except _Abandon:
+            return math.nan, math.nan, None, True
+        return test.bits_per_dim, test.nats_per_image, samples_path, False
+
+    def loop(self) -> TrainResult:
+        cfg, ctx = self.config, self.ctx
+        ln2 = math.log(2)
+        assert self.result is not None
+        while self.epoch <= cfg.epochs:
+            for cb in self.callbacks:
+                cb.on_epoch_start(self.epoch, cfg.epochs, self.batches)
+            epoch_started = time.perf_counter()
+            train_seconds = self._train_epoch()
+            loss_sum, seen = self._epoch_sums()
+            self.rng_mark = _cpu_rng_states(self.device)
+            bits, nats, samples_path, abandoned = distributed.on_main(ctx, self._evaluate_and_sample)
+            if self._agree(False, abandoned)[0]:
+                self.evaluated = False
+                raise self._interrupted()
+            improved = math.isfinite(bits) and bits < self.best
+            metrics = EpochMetrics(
+                epoch=self.epoch, step=self.step, train_bits_per_dim=loss_sum / max(seen, 1) / ln2,
+                test_bits_per_dim=bits, test_nats_per_image=nats,
+                learning_rate=self.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - epoch_started,
+                images_per_second=seen / max(train_seconds, 1e-9), samples=samples_path, best=improved,
+            )
+            if improved:
+                self.best = bits
+            self.history = [h for h in self.history if h["epoch"] != self.epoch] + [metrics.as_dict()]
+            self.result.epochs = [m for m in self.result.epochs if m.epoch != self.epoch] + [metrics]
+            finished_epoch = self.batch >= self.batches
+            if finished_epoch:
+                self.epoch, self.batch, self.evaluated = self.epoch + 1, 0, False
+                self.loss_sum, self.seen = 0.0, 0
+            else:  # --max-steps ended the run inside this epoch
+                self.evaluated = True
+            if ctx.is_main:
+                with _writing(self.run_dir / "metrics.jsonl"), open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(metrics.as_dict()) + "\n")
+            self._save(metrics.as_dict(), best=improved)
+            for cb in self.callbacks:
+                cb.on_epoch_end(metrics)
+            if self._max_steps_reached():
+                break
+        return self.result
+
+    # -- whole run -------------------------------------------------------------------------------
+    def execute(self) -> TrainResult:
+        self.ctx, self.device = distributed.setup(self.config.device)
+        try:
+            try:
+                self.setup()
+                result = self.loop()
+            except BaseException as error:
+                self._end_callbacks()
+                if isinstance(error, KeyboardInterrupt):
+                    raise self._forced() from None
+                raise
+            for cb in self.callbacks:
+                cb.on_train_end(result)
+            return result
+        finally:
+            if self.ctx.owns_group:
+                self.release()
+            distributed.teardown(self.ctx)
+
+    def release(self) -> None:
+        """Drop the model, optimiser, DDP wrapper and loaders now (they form reference cycles), so
+        memory is freed and DDP lets go of the process group before it is destroyed."""
+        for name in ("net", "model", "ema", "optimizer", "scheduler", "train_loader", "test_loader", "sampler"):
+            self.__dict__.pop(name, None)
+
+    def _end_callbacks(self) -> None:
+        if not self.started_callbacks:
+            return
+        result = self.result or TrainResult(self.run_dir or Path("."))
+        for cb in self.callbacks:
+            try:
+                cb.on_train_end(result)
+            except Exception:  # already failing: the first error is the one to report
+                pass
+
+
+def train(
+    config: TrainConfig,
+    callbacks: list[Callback] | None = None,
+    *,
+    resume: str | Path | ResumePoint | None = None,
+    stop: StopRequest | None = None,
+    handle_signals: bool = True,
+) -> TrainResult:
+    """Train as ``config`` says, or carry on the run of ``resume`` (a run folder or checkpoint).
+
+    SIGINT/SIGTERM are caught while training (main thread only, unless ``handle_signals`` is
+    false); ``stop.request()`` asks for the same clean stop from code. Raises
+    :class:`TrainingInterrupted` after a stop, :class:`TrainingError` on a bad loss or a failed
+    write, and other :class:`PixelCNNError` subclasses for bad options or data.
+    """
+    stop = stop if stop is not None else StopRequest()
+    run = _Run(config, list(callbacks or []), stop, resume)
+    with contextlib.ExitStack() as stack:
+        if handle_signals:
+            stack.enter_context(stop.catch_signals())
+        stack.callback(run.release)
+        return run.execute()

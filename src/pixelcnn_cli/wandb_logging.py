@@ -1,12 +1,15 @@
 """Weights & Biases logging as a training callback (only imported with ``--wandb``).
 
 Logs what the seed logged: training loss, test bits/dim, sample grids and gradient
-histograms (``wandb.watch``). ``WANDB_MODE=offline`` works with no login.
+histograms (``wandb.watch``). ``WANDB_MODE=offline`` works with no login. A resumed run
+(``pixelcnn train --resume``) continues the same wandb run (its id is kept in the run folder,
+``wandb-run-id``) from the step it had reached. Under torchrun only rank 0 logs.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from torch import nn
@@ -24,6 +27,14 @@ def _import_wandb():
     return wandb
 
 
+def check_ready() -> None:
+    """Fail early (before a run folder is made) when wandb is missing or has no login."""
+    wandb = _import_wandb()
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode not in {"offline", "disabled", "dryrun"} and not (os.environ.get("WANDB_API_KEY") or _logged_in(wandb)):
+        raise ConfigError("wandb: not logged in; run `wandb login`, set WANDB_API_KEY, or set WANDB_MODE=offline")
+
+
 class WandbCallback(Callback):
     def __init__(self, config: TrainConfig, run_dir: Path):
         self.wandb = _import_wandb()
@@ -34,16 +45,21 @@ class WandbCallback(Callback):
 
     def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
         wandb = self.wandb
-        mode = os.environ.get("WANDB_MODE", "").lower()
-        if mode not in {"offline", "disabled", "dryrun"} and not (os.environ.get("WANDB_API_KEY") or _logged_in(wandb)):
-            raise ConfigError("wandb: not logged in; run `wandb login`, set WANDB_API_KEY, or set WANDB_MODE=offline")
+        check_ready()
+        id_file = self.run_dir / "wandb-run-id"
+        run_id = id_file.read_text().strip() if id_file.is_file() else None
+        self.step = info.start_step
         try:
             self.run = wandb.init(
                 project=self.config.wandb_project,
                 name=self.run_dir.name,
                 dir=str(self.run_dir),
                 config={**self.config.model_dump(mode="json"), "parameters": info.parameters},
+                id=run_id or secrets.token_hex(4),
+                resume="allow",
             )
+            if run_id is None:
+                id_file.write_text(self.run.id)
         except Exception as error:  # wandb raises its own error types for login and network trouble
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ConfigError(f"wandb: could not start a run: {first}") from None

@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from torch import nn
 
 from .. import config as cfg
 from ..config import TrainConfig
+from ..distributed import env_rank
+from ..errors import PixelCNNError
+from ..training import Callback, RunInfo, TrainingInterrupted, load_resume, resume_config
 from ..training import train as run_training
 from . import common
-from .common import default, device_from_flags, parse_key_values, user_errors
+from .common import default, device_from_flags, fail, parse_key_values, user_errors
 from .progress import TrainingProgress
 
 T = TrainConfig
+
+
+class ResumeNotice(Callback):
+    """Says where a resumed run carries on."""
+
+    def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
+        if info.resumed_from is not None:
+            common.err.print(
+                f"resuming {info.resumed_from}: epoch {info.start_epoch}/{info.config.epochs}, "
+                f"batch {info.start_batch}/{info.batches_per_epoch}, step {info.start_step}"
+            )
+
+
+def resume_command(run_dir: Path | None) -> str:
+    """The exact command that carries on an interrupted run (torchrun's when launched by it)."""
+    target = shlex.quote(str(run_dir)) if run_dir is not None else "RUN_FOLDER"
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        local = os.environ.get("LOCAL_WORLD_SIZE", world)
+        launcher = f"torchrun --standalone --nproc-per-node {local}" if local == world else "torchrun (with the same options)"
+        return f"{launcher} -m pixelcnn_cli train --resume {target}"
+    return f"pixelcnn train --resume {target}"
 
 
 @user_errors
@@ -49,17 +79,49 @@ def train(
     device: Annotated[Optional[str], typer.Option(help=default(T, "device"))] = None,
     num_workers: Annotated[Optional[int], typer.Option(help=default(T, "num_workers"))] = None,
     limit_train_batches: Annotated[Optional[int], typer.Option(help=default(T, "limit_train_batches"))] = None,
+    limit_test_batches: Annotated[Optional[int], typer.Option(help=default(T, "limit_test_batches"))] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help=default(T, "max_steps"))] = None,
+    ema: Annotated[Optional[float], typer.Option(help=default(T, "ema"))] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help=default(T, "checkpoint_every"))] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        "--resume", help="Carry on a run: its folder (uses checkpoints/last.pt) or a checkpoint in it. Its options are "
+                         "reused; only --epochs, --max-steps, --lr, --max-norm, --device/--cuda, --num-workers, --data-dir, "
+                         "--download, --epoch-samples, --limit-test-batches, --checkpoint-every and the wandb options may change")] = None,
     wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help=default(T, "wandb"))] = None,
     wandb_project: Annotated[Optional[str], typer.Option(help=default(T, "wandb_project"))] = None,
 ) -> None:
-    """Train a PixelCNN; leaves a run folder with checkpoints, sample grids and metrics."""
+    """Train a PixelCNN; leaves a run folder with checkpoints, sample grids and metrics.
+
+    Ctrl-C or SIGTERM saves checkpoints/last.pt and prints the command that resumes; a second
+    Ctrl-C stops at once. Under torchrun each process trains on --batch-size images per step.
+    """
     flags = dict(locals())
     file_values = cfg.read_config_file(flags.pop("config_file")) if config_file else {}
     flags["device"] = device_from_flags(flags.pop("device"), flags.pop("cuda"))
     flags["dataset_options"] = parse_key_values(flags.pop("dataset_option"), "--dataset-option")
     flags["model_options"] = parse_key_values(flags.pop("model_option"), "--model-option")
-    config = cfg.validate(TrainConfig, cfg.merge(file_values, flags))
-    result = run_training(config, [TrainingProgress(common.err)])
+    resume_from = flags.pop("resume")
+    rank = env_rank()
+    try:
+        if resume_from is not None:
+            point = load_resume(resume_from)
+            config = resume_config(point, cfg.merge(file_values, flags))
+        else:
+            point = None
+            config = cfg.validate(TrainConfig, cfg.merge(file_values, flags))
+        result = run_training(config, [TrainingProgress(common.err), ResumeNotice()], resume=point)
+    except TrainingInterrupted as stop:
+        if rank != 0:
+            sys.exit(stop.exit_code)
+        how = f"; resume with: {resume_command(stop.run_dir)}" if stop.checkpoint is not None else ""
+        fail(f"{stop}{how}", stop.exit_code)
+        return
+    except PixelCNNError as error:
+        if rank != 0:  # rank 0 reports it; torchrun shows every rank's exit code
+            sys.exit(error.exit_code)
+        raise
+    if rank != 0:
+        return
 
     table = Table(title=f"run {result.run_dir}", show_edge=False)
     for column in ("epoch", "train bits/dim", "test bits/dim", "test nats/image", "img/s", "seconds"):

@@ -1,0 +1,178 @@
+"""Many processes, one run: PyTorch's DistributedDataParallel as launched by ``torchrun``.
+
+``torchrun --nproc-per-node N -m pixelcnn_cli train ...`` starts N processes and tells each its
+``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` (and where to meet: ``MASTER_ADDR``/``MASTER_PORT``).
+Each process trains on its own share of every batch (the batch size is per process), DDP
+averages the gradients, and only rank 0 writes files, reports progress and logs. A caller that
+has already made a process group (a notebook, a test) keeps it: training joins it.
+
+The ranks must agree on when to stop: a stop signal or a bad loss seen by one rank is shared
+through a tiny all-reduce at each step, so every rank stops at the same step and none is left
+waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from .building import resolve_device
+from .errors import ConfigError, PixelCNNError, TrainingError
+
+T = TypeVar("T")
+TIMEOUT = timedelta(minutes=30)  # rank 0 evaluates and samples alone while the others wait
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def env_rank() -> int:
+    """This process's rank as torchrun set it (0 when not launched by torchrun)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def env_world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE must be a number, got {os.environ.get('WORLD_SIZE')!r}") from None
+
+
+def _device_for(requested: str | None, local_rank: int) -> torch.device:
+    device = resolve_device(requested)
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise ConfigError(f"device: process {local_rank} on this machine has no GPU of its own ({count} visible); "
+                              "use --nproc-per-node at most the number of GPUs")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def setup(requested_device: str | None) -> tuple[DistContext, torch.device]:
+    """Join (or create, under torchrun) the process group; pick this process's device."""
+    if dist.is_available() and dist.is_initialized():
+        world, rank = dist.get_world_size(), dist.get_rank()
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        return DistContext(rank, world, local, owns_group=False), _device_for(requested_device, local)
+    world = env_world_size()
+    if world <= 1:
+        return DistContext(), resolve_device(requested_device)
+    if not dist.is_available():
+        raise TrainingError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device_for(requested_device, local)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    try:
+        dist.init_process_group(backend, timeout=TIMEOUT)
+    except ValueError as error:  # missing MASTER_ADDR / RANK ...: not launched by torchrun
+        raise ConfigError(f"WORLD_SIZE={world} is set but the process group cannot start: {error}; launch with torchrun") from None
+    return DistContext(dist.get_rank(), dist.get_world_size(), local, owns_group=True), device
+
+
+def teardown(ctx: DistContext) -> None:
+    if ctx.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _collective_device(device: torch.device) -> torch.device:
+    return device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def max_all(ctx: DistContext, values: list[float], device: torch.device) -> list[float]:
+    """Each value's maximum over the ranks (a no-op for one process)."""
+    if not ctx.enabled:
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_collective_device(device))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [float(v) for v in t.tolist()]
+
+
+def sum_all(ctx: DistContext, values: list[float], device: torch.device) -> list[float]:
+    """Sums over the ranks (a no-op for one process)."""
+    if not ctx.enabled:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=_collective_device(device))
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return [float(v) for v in t.tolist()]
+
+
+def broadcast(ctx: DistContext, value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (small picklable values only: names, messages)."""
+    if not ctx.enabled:
+        return value
+    box = [value if ctx.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _outcome(ctx: DistContext, fn: Callable[[], T]) -> tuple[T | None, BaseException | None, Any]:
+    value, error, message = None, None, None
+    try:
+        value = fn()
+    except Exception as caught:  # shared with the other ranks, then raised here as it was
+        error = caught
+        code = caught.exit_code if isinstance(caught, PixelCNNError) else 1
+        message = [str(caught) or type(caught).__name__, code]
+    return value, error, message
+
+
+def _raise_shared(message: Any) -> None:
+    text, code = message
+    error = PixelCNNError(text)
+    error.exit_code = code
+    raise error
+
+
+def on_main(ctx: DistContext, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on rank 0 only and give its result to every rank; its error is raised everywhere."""
+    if not ctx.enabled:
+        return fn()
+    if ctx.is_main:
+        value, error, message = _outcome(ctx, fn)
+        broadcast(ctx, ["error", message] if error else ["ok", value])
+        if error:
+            raise error
+        return value  # type: ignore[return-value]
+    kind, payload = broadcast(ctx, None)
+    if kind == "error":
+        _raise_shared(payload)
+    return payload
+
+
+def main_first(ctx: DistContext, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on rank 0, then on the others (downloads happen once); rank 0's error stops all."""
+    if not ctx.enabled:
+        return fn()
+    if ctx.is_main:
+        value, error, message = _outcome(ctx, fn)
+        broadcast(ctx, message)
+        if error:
+            raise error
+        return value  # type: ignore[return-value]
+    message = broadcast(ctx, None)
+    if message:
+        _raise_shared(message)
+    return fn()

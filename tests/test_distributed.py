@@ -1,0 +1,152 @@
+"""DistributedDataParallel on the CPU with Gloo: two processes, one run.
+
+Each test bounds its own run time, so a rank that hangs fails the test instead of the CI job.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from conftest import TINY
+
+from pixelcnn_cli.checkpoint import load_checkpoint
+from pixelcnn_cli.config import TrainConfig
+from pixelcnn_cli.training import Callback, StopRequest, TrainingInterrupted, train
+
+pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with Gloo")
+
+WORLD = 2
+DEADLINE_S = 120
+BASE = dict(dataset="mnist-sample", limit_train_batches=3, limit_test_batches=1, batch_size=8, epoch_samples=0, seed=0,
+            device="cpu", hidden_fmaps=6, out_hidden_fmaps=6, hidden_layers=1, causal_ksize=3, hidden_ksize=3,
+            lr_schedule="constant", learning_rate=3e-3, ema=0.5, run_name="ddp")
+
+
+class Recorder(Callback):
+    """On every rank: the weights at the end, and how the run was set up."""
+
+    all_ranks = True
+
+    def __init__(self, rank: int, out: Path, name: str, stop: StopRequest | None = None, stop_at: int = 0):
+        self.rank, self.out, self.name, self.stop, self.stop_at = rank, out, name, stop, stop_at
+        self.steps = 0
+
+    def on_train_start(self, info, model):
+        self.info, self.model = info, model
+
+    def on_batch_end(self, *args):
+        self.steps += 1
+        if self.stop is not None and self.steps == self.stop_at:
+            self.stop.request(signal.SIGTERM)  # only this rank is asked; all must stop together
+
+    def on_train_end(self, result):
+        torch.save({"state": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                    "world_size": self.info.world_size, "rank": self.info.rank, "batches": self.info.batches_per_epoch,
+                    "steps": self.steps, "run_dir": str(self.info.run_dir)},
+                   self.out / f"{self.name}-rank{self.rank}.pt")
+
+
+class MainOnly(Callback):
+    """A plain callback: only rank 0 may call it."""
+
+    def __init__(self, rank: int, out: Path):
+        self.rank, self.out = rank, out
+
+    def on_epoch_end(self, metrics):
+        with open(self.out / f"main-only-rank{self.rank}.txt", "a") as f:
+            f.write(f"{metrics.epoch}\n")
+
+
+def _rank(rank: int, init_file: str, out: str) -> None:
+    torch.set_num_threads(1)
+    out_dir = Path(out)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
+                            timeout=timedelta(seconds=60))
+    try:
+        config = TrainConfig(**BASE, epochs=2, output_dir=str(out_dir / "runs"))
+        stop = StopRequest()
+        try:  # rank 1 alone asks to stop after its 4th step: epoch 2, batch 1
+            train(config, [Recorder(rank, out_dir, "stopped", stop if rank == 1 else None, 4), MainOnly(rank, out_dir)],
+                  stop=stop, handle_signals=False)
+            raise AssertionError("training was not interrupted")
+        except TrainingInterrupted as stopped:
+            (out_dir / f"interrupted-rank{rank}.json").write_text(json.dumps(
+                {"step": stopped.step, "epoch": stopped.epoch, "code": stopped.exit_code}))
+        train(config, [Recorder(rank, out_dir, "resumed"), MainOnly(rank, out_dir)],
+              resume=out_dir / "runs" / "ddp", handle_signals=False)
+        dist.barrier()  # neither process leaves while the other still talks to it
+    finally:
+        gc.collect()
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_stay_in_sync_and_write_one_run(tmp_path):
+    context = mp.start_processes(_rank, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD,
+                                 join=False, start_method="spawn")
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        while not context.join(timeout=1):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the ranks did not finish within {DEADLINE_S} s (a rank hung?)")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+
+    # both ranks stopped at the same step, though only rank 1 was asked
+    stops = [json.loads((tmp_path / f"interrupted-rank{r}.json").read_text()) for r in range(WORLD)]
+    assert stops[0] == stops[1] == {"step": 4, "epoch": 2, "code": 143}
+    for name in ("stopped", "resumed"):
+        ranks = [torch.load(tmp_path / f"{name}-rank{r}.pt") for r in range(WORLD)]
+        assert [r["world_size"] for r in ranks] == [WORLD, WORLD] and [r["rank"] for r in ranks] == [0, 1]
+        assert ranks[0]["batches"] == ranks[1]["batches"] == 3
+        for key, value in ranks[0]["state"].items():  # identical parameters on every rank
+            assert torch.equal(value, ranks[1]["state"][key]), (name, key)
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 2  # the resumed run trained the rest of epoch 2
+
+    # one run folder, one set of files, written by rank 0 only
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["ddp"]
+    run = tmp_path / "runs" / "ddp"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 6 and ckpt["train_state"]["world_size"] == WORLD
+    for key, value in ckpt["train_state"]["raw_model_state"].items():
+        assert torch.equal(value, ranks[0]["state"][key])
+    assert (tmp_path / "main-only-rank0.txt").read_text().split() == ["1", "2"]
+    assert not (tmp_path / "main-only-rank1.txt").exists()
+
+
+def test_torchrun_launch(tmp_path):
+    """The documented launch: torchrun starts two processes; only rank 0 prints and writes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
+               "-m", "pixelcnn_cli", "train", "--dataset", "mnist-sample", "--epochs", "1", "--limit-train-batches", "2",
+               "--limit-test-batches", "1", "--batch-size", "8", "--epoch-samples", "0", "--seed", "0", "--device", "cpu",
+               "--run-name", "tr", *TINY]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise AssertionError(f"torchrun did not finish within {DEADLINE_S} s")
+    assert process.returncode == 0, stderr
+    assert stderr.count("epoch 1/1 ·") == 1 and stderr.count("run folder runs/tr") == 1, stderr
+    assert stdout.count("best: epoch 1") == 1
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["tr"]
+    ckpt = load_checkpoint(tmp_path / "runs" / "tr" / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 2 and ckpt["train_state"]["world_size"] == WORLD
