@@ -27,8 +27,10 @@ class GatedPixelCNN(nn.Module):
         self.arch = arch
         c = spec.channels
         blocks = [GatedBlock(c, arch.hidden_fmaps, arch.causal_ksize, c, spec.num_classes, first=True)]
-        for _ in range(arch.hidden_layers):
-            blocks.append(GatedBlock(arch.hidden_fmaps, arch.hidden_fmaps, arch.hidden_ksize, c, spec.num_classes, first=False))
+        for i in range(arch.hidden_layers):
+            last = i == arch.hidden_layers - 1
+            blocks.append(GatedBlock(arch.hidden_fmaps, arch.hidden_fmaps, arch.hidden_ksize, c, spec.num_classes,
+                                     first=False, residual=not last))
         self.blocks = nn.ModuleList(blocks)
         self.head = OutputHead(arch.hidden_fmaps, arch.out_hidden_fmaps, c, spec.color_levels)
 

@@ -112,10 +112,12 @@ class _Layer:
         self.h_constant = constant.expand(count, two_f) if label_bias is None else constant + label_bias
         if not self.first:
             res, skip = block.h_residual, block.h_skip
-            self.rs_matrix = torch.cat(
-                [masked_weight(res).detach()[:, :, 0, 0], masked_weight(skip).detach()[:, :, 0, 0]]
-            ).t().contiguous()  # (F, 2F): residual | skip
-            self.rs_bias = torch.cat([_bias(res, self.fmaps, weight), _bias(skip, self.fmaps, weight)]).detach()
+            skip_weight = masked_weight(skip).detach()[:, :, 0, 0]
+            # the last block has no residual (its output is never read): zeros keep one layout
+            res_weight = masked_weight(res).detach()[:, :, 0, 0] if res is not None else torch.zeros_like(skip_weight)
+            res_bias = _bias(res, self.fmaps, weight) if res is not None else torch.zeros_like(_bias(skip, self.fmaps, weight))
+            self.rs_matrix = torch.cat([res_weight, skip_weight]).t().contiguous()  # (F, 2F): residual | skip
+            self.rs_bias = torch.cat([res_bias, _bias(skip, self.fmaps, weight)]).detach()
 
         # caches
         self.v_rows = torch.zeros(count, self.in_channels, self.v_half + 1, width + 2 * self.v_half, device=device, dtype=dtype)

@@ -84,7 +84,8 @@ class GatedBlock(nn.Module):
     label bias (as in the seed).
     """
 
-    def __init__(self, in_channels: int, fmaps: int, ksize: int, data_channels: int, num_classes: int, first: bool):
+    def __init__(self, in_channels: int, fmaps: int, ksize: int, data_channels: int, num_classes: int, first: bool,
+                 residual: bool = True):
         super().__init__()
         self.first = first
         self.fmaps = fmaps
@@ -94,7 +95,9 @@ class GatedBlock(nn.Module):
         self.v_to_h = nn.Conv2d(2 * fmaps, 2 * fmaps, 1)
         self.label_bias = nn.Embedding(num_classes, 2 * fmaps) if (num_classes and not first) else None
         if not first:
-            self.h_residual = masked_1x1(fmaps, fmaps, data_channels)
+            # The last block's horizontal output is never read (only its skip is), so it has no
+            # residual projection: no dead parameters, and DDP needs no unused-parameter search.
+            self.h_residual = masked_1x1(fmaps, fmaps, data_channels) if residual else None
             self.h_skip = masked_1x1(fmaps, fmaps, data_channels)
 
     def bias(self, labels: torch.Tensor | None) -> torch.Tensor | float:
@@ -110,7 +113,8 @@ class GatedBlock(nn.Module):
         h_gated = gate(h_pre)
         if self.first:
             return v_out, h_gated, None
-        return v_out, h + self.h_residual(h_gated), self.h_skip(h_gated)
+        h_out = h + self.h_residual(h_gated) if self.h_residual is not None else h
+        return v_out, h_out, self.h_skip(h_gated)
 
 
 class OutputHead(nn.Module):
