@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from pixelcnn_cli import sampling
+from pixelcnn_cli.building import place_model
 from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.models.gated import GatedPixelCNN
@@ -63,7 +64,7 @@ class _Enough(Exception):
 def build(channels: int, height: int, width: int, levels: int, device: torch.device, seed: int = 0):
     torch.manual_seed(seed)
     spec = ModelSpec(channels, height, width, levels, 10)
-    model = GatedPixelCNN(spec, ArchitectureConfig()).to(device).eval()
+    model = place_model(GatedPixelCNN(spec, ArchitectureConfig()), device).eval()
     return model, spec
 
 

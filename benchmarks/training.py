@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pixelcnn_cli.building import load_data
+from pixelcnn_cli.building import load_data, place_model
 from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.data.loading import make_loader
@@ -60,7 +60,7 @@ def forever(loader):
 
 def measure_training(data, spec, device, batch_size: int, steps: int, warmup: int) -> dict:
     torch.manual_seed(0)
-    model = GatedPixelCNN(spec, ArchitectureConfig()).to(device)
+    model = place_model(GatedPixelCNN(spec, ArchitectureConfig()), device)  # as training places it
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -113,7 +113,7 @@ def measure_training(data, spec, device, batch_size: int, steps: int, warmup: in
 
 def measure_eval(data, spec, device, batch_size: int, batches: int) -> dict:
     torch.manual_seed(0)
-    model = GatedPixelCNN(spec, ArchitectureConfig()).to(device).eval()
+    model = place_model(GatedPixelCNN(spec, ArchitectureConfig()), device).eval()
     loader = forever(make_loader(data.test, batch_size, False))
     images, seconds = 0, 0.0
     with torch.no_grad():

@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import __version__, distributed, registry
-from .building import build_model, load_data, spec_for, spec_to_dict
+from .building import build_model, load_data, place_model, spec_for, spec_to_dict
 from .checkpoint import load_checkpoint, resume_target, run_dir_of, save_checkpoint
 from .config import TrainConfig, merge, validate
 from .contracts import ModelSpec
@@ -478,7 +478,7 @@ class _Run:
                 raise ConfigError(f"the data no longer matches the run: it was trained on {was}, the data now gives {now}")
         self.spec = spec
         model, self.model_options = build_model(cfg, spec)
-        model.to(device)
+        model = place_model(model, device)
         self.model = model
         self.plugins = {
             "dataset": registry.provenance(registry.datasets, cfg.dataset),
