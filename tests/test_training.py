@@ -415,3 +415,23 @@ def test_ema_weights_are_what_sample_and_eval_use(cli, tmp_path):
     result = cli("sample", "-m", "runs/e", "-c", "1", "--output-fname", "one.png")
     assert result.exit_code == 0, result.stderr
     assert one_error_line(cli("train", *QUICK, "--ema", "1")).startswith("error: ema: ")
+
+
+def test_bf16_autocast_trains_and_evaluates_in_fp32(cli, tmp_path):
+    from pixelcnn_cli.checkpoint import load_checkpoint
+
+    result = cli("train", "--dataset", "mnist-sample", "--epochs", "1", "--limit-train-batches", "2", "--batch-size", "8",
+                 "--epoch-samples", "0", "--seed", "0", "--precision", "bf16", "--run-name", "bf16", *TINY)
+    assert result.exit_code == 0, result.stderr
+    checkpoint = load_checkpoint(tmp_path / "runs" / "bf16" / "checkpoints" / "last.pt")
+    assert checkpoint["config"]["precision"] == "bf16"
+    assert all(t.dtype == torch.float32 for t in checkpoint["model_state"].values() if t.is_floating_point())
+    assert "precision" in cli("train", "--precision", "fp8", "--dataset", "mnist-sample").stderr
+
+
+def test_compile_is_opt_in_and_trains(cli, tmp_path):
+    result = cli("train", "--dataset", "mnist-sample", "--epochs", "1", "--limit-train-batches", "1", "--batch-size", "4",
+                 "--epoch-samples", "1", "--seed", "0", "--compile", "--run-name", "compiled",
+                 "--limit-test-batches", "1", *TINY)
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "runs" / "compiled" / "checkpoints" / "best.pt").exists()

@@ -71,6 +71,10 @@ class TrainConfig(ArchitectureConfig):
     limit_train_batches: int | None = Field(None, gt=0, description="Use at most this many training batches per epoch")
     limit_test_batches: int | None = Field(None, gt=0, description="Evaluate on at most this many test batches per epoch")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimiser steps in all (the schedule ends there)")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="Training arithmetic: fp32, or bf16 autocast (fast on recent GPUs; eval and sampling stay fp32)"
+    )
+    compile: bool = Field(False, description="Compile the model with torch.compile (slow start, faster steps on GPUs)")
     ema: float = Field(0.0, ge=0, lt=1, description="Decay of the moving average of the weights used to evaluate, sample and pick the best (e.g. 0.999; 0: off)")
     checkpoint_every: int = Field(0, ge=0, description="Also save checkpoints/last.pt every N steps inside an epoch (0: at epoch ends only)")
     wandb: bool = Field(False, description="Log to Weights & Biases")

@@ -62,7 +62,7 @@ from .schedules import CYCLE_STEPS, lr_factor  # noqa: F401  (re-exported: the s
 # Options a resumed run may change; every other option must match the checkpoint's.
 RESUME_MAY_CHANGE = (
     "epochs", "max_steps", "learning_rate", "max_norm", "device", "num_workers", "data_dir", "download",
-    "epoch_samples", "limit_test_batches", "checkpoint_every", "wandb", "wandb_project",
+    "epoch_samples", "limit_test_batches", "checkpoint_every", "wandb", "wandb_project", "precision", "compile",
 )
 
 
@@ -531,6 +531,8 @@ class _Run:
             )
         else:
             self.net = model
+        if cfg.compile:  # opt-in: compilation costs a slow first step, pays off on long GPU runs
+            self.net = torch.compile(self.net)
         self.ema = WeightAverage(model, cfg.ema) if cfg.ema else None
         if point is not None:
             self._restore(point, state)
@@ -726,8 +728,9 @@ class _Run:
             images = images.to(device, non_blocking=self.pin)
             labels = labels.to(device, non_blocking=self.pin) if self.spec.num_classes else None
             levels = to_levels(images, self.spec.color_levels)
-            logits = model(levels_to_input(levels, self.spec.color_levels), labels)
-            loss = nn.functional.cross_entropy(logits, levels)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                logits = model(levels_to_input(levels, self.spec.color_levels), labels)
+            loss = nn.functional.cross_entropy(logits.float(), levels)
             loss_value = float(loss.detach())
             finite = math.isfinite(loss_value)
             stop, bad = self._agree(not finite)

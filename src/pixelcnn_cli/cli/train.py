@@ -82,6 +82,8 @@ def train(
     limit_test_batches: Annotated[Optional[int], typer.Option(help=default(T, "limit_test_batches"))] = None,
     max_steps: Annotated[Optional[int], typer.Option(help=default(T, "max_steps"))] = None,
     ema: Annotated[Optional[float], typer.Option(help=default(T, "ema"))] = None,
+    precision: Annotated[Optional[str], typer.Option(help=default(T, "precision"))] = None,
+    compile_model: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help=default(T, "compile"))] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help=default(T, "checkpoint_every"))] = None,
     resume: Annotated[Optional[str], typer.Option(
         "--resume", help="Carry on a run: its folder (uses checkpoints/last.pt) or a checkpoint in it. Its options are "
@@ -100,6 +102,7 @@ def train(
     flags["device"] = device_from_flags(flags.pop("device"), flags.pop("cuda"))
     flags["dataset_options"] = parse_key_values(flags.pop("dataset_option"), "--dataset-option")
     flags["model_options"] = parse_key_values(flags.pop("model_option"), "--model-option")
+    flags["compile"] = flags.pop("compile_model")
     resume_from = flags.pop("resume")
     rank = env_rank()
     try:
