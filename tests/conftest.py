@@ -12,6 +12,9 @@ from pixelcnn_cli.cli.app import app
 # Small enough that a whole train -> sample -> eval round trip takes seconds on 2 cores.
 TINY = ["--hidden-fmaps", "6", "--out-hidden-fmaps", "6", "--hidden-layers", "1",
         "--causal-ksize", "3", "--hidden-ksize", "3"]
+# A few batches of mnist-sample on the tiny model, no epoch samples: a training run in about a second.
+QUICK = ["--dataset", "mnist-sample", "--limit-train-batches", "3", "--limit-test-batches", "1", "--batch-size", "8",
+         "--epoch-samples", "0", "--seed", "0", "--device", "cpu", *TINY]
 
 
 @pytest.fixture(autouse=True)

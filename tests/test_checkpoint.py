@@ -13,21 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import QUICK, TINY
 
 from pixelcnn_cli.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, resume_target, run_dir_of, save_checkpoint
 from pixelcnn_cli.errors import CheckpointError
 
-QUICK = ["--dataset", "mnist-sample", "--limit-train-batches", "3", "--limit-test-batches", "1", "--batch-size", "8",
-         "--epoch-samples", "0", "--seed", "0", "--device", "cpu", *TINY]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class CreatesMarker:

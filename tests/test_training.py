@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import QUICK, TINY
 from torch import nn
 
 from pixelcnn_cli import checkpoint as checkpoint_module
@@ -27,20 +27,10 @@ from pixelcnn_cli.models.gated import GatedPixelCNN
 from pixelcnn_cli.schedules import CYCLE_STEPS, lr_factor
 from pixelcnn_cli.training import Callback, StopRequest, TrainingInterrupted, train
 
-QUICK = ["--dataset", "mnist-sample", "--limit-train-batches", "3", "--limit-test-batches", "1", "--batch-size", "8",
-         "--epoch-samples", "0", "--seed", "0", "--device", "cpu", *TINY]
 BASE = dict(dataset="mnist-sample", limit_train_batches=4, limit_test_batches=1, batch_size=8, epoch_samples=0, seed=0,
             device="cpu", hidden_fmaps=6, out_hidden_fmaps=6, hidden_layers=1, causal_ksize=3, hidden_ksize=3)
 VOLATILE = {"seconds", "images_per_second"}  # metrics that depend on the clock
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and do not fight the other tests for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def config(**changes) -> TrainConfig:
