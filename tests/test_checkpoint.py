@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUICK, TINY
+from conftest import QUICK
 
 from pixelcnn_cli.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, resume_target, run_dir_of, save_checkpoint
 from pixelcnn_cli.errors import CheckpointError

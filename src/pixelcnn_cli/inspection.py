@@ -44,10 +44,6 @@ class Inspection:
     probe: tuple[int, int, int]  # the output whose view is drawn
     known_blind_spot: bool = False  # the model declares ``has_blind_spot = True``
 
-    @property
-    def colour_names(self) -> str:
-        return COLOURS if self.spec.channels == 3 else "x" * self.spec.channels
-
     def earlier_inputs(self, probe: tuple[int, int, int] | None = None) -> int:
         """How many inputs come before the output ``probe`` (default: the drawn one)."""
         return self.report.index(*(probe or self.probe))
@@ -56,15 +52,6 @@ class Inspection:
         """Earlier inputs the output ``probe`` does not see (its share of the blind spot)."""
         index = self.report.index(*(probe or self.probe))
         return int((~self.report.depends[index, :index]).sum())
-
-
-def build_untrained(model_name: str, spec: ModelSpec, arch: ArchitectureConfig, extra: dict) -> nn.Module:
-    """A fresh model from the architecture flags its plugin declares, then ``extra`` options."""
-    plugin = registry.models.get(model_name)
-    declared = set(plugin.options_model.model_fields)
-    values = {k: v for k, v in arch.model_dump().items() if k in declared} | extra
-    options = plugin_options(plugin, values, "model_options")
-    return plugin.build(options, spec)
 
 
 def build_fresh(model_name: str, spec: ModelSpec, flags: dict[str, Any], extra: dict[str, Any]) -> tuple[nn.Module, BaseModel]:

@@ -57,7 +57,7 @@ from .errors import CheckpointError, ConfigError, PixelCNNError, TrainingError
 from .evaluation import evaluate
 from .images import save_levels_grid
 from .sampling import draw_uniforms, sample
-from .schedules import CYCLE_STEPS, lr_factor  # noqa: F401  (re-exported: the schedules used to live here)
+from .schedules import lr_factor
 
 # Options a resumed run may change; every other option must match the checkpoint's.
 RESUME_MAY_CHANGE = (

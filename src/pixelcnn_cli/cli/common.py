@@ -105,7 +105,3 @@ def device_from_flags(device: str | None, cuda: bool | None) -> str | None:
     if cuda is None:
         return None
     return "cuda" if cuda else "cpu"
-
-
-def exit_with(code: int) -> None:
-    raise typer.Exit(code)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
 from ..building import resolve_device, restore_model
 from ..checkpoint import find_latest_checkpoint, load_checkpoint
