@@ -20,253 +20,43 @@ A run never gets lost:
   is saved, so the last checkpoint written stays the last good one.
 * Checkpoints are written atomically; a full disk is a one-line error and keeps the old file.
 
-Under ``torchrun`` (see :mod:`.distributed`) every process runs this loop; only rank 0 writes
+Under ``torchrun`` (see :mod:`..distributed`) every process runs this loop; only rank 0 writes
 files and calls the callbacks (except those with ``all_ranks = True``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import math
-import os
 import shutil
 import signal
-import threading
 import time
-from dataclasses import dataclass, field, fields
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
-from . import __version__, distributed, registry
-from .building import build_model, load_data, place_model, spec_for, spec_to_dict
-from .checkpoint import load_checkpoint, resume_target, run_dir_of, save_checkpoint
-from .config import TrainConfig, merge, validate
-from .contracts import ModelSpec
-from .data.loading import collate, make_loader
-from .data.quantize import levels_to_input, to_levels
-from .distributed import DistContext
-from .ema import WeightAverage
-from .errors import CheckpointError, ConfigError, PixelCNNError, TrainingError
-from .evaluation import evaluate
-from .images import save_levels_grid
-from .sampling import draw_uniforms, sample
-from .schedules import lr_factor
-
-# Options a resumed run may change; every other option must match the checkpoint's.
-RESUME_MAY_CHANGE = (
-    "epochs", "max_steps", "learning_rate", "max_norm", "device", "num_workers", "data_dir", "download",
-    "epoch_samples", "limit_test_batches", "checkpoint_every", "wandb", "wandb_project", "precision", "compile",
-)
-
-
-class TrainingInterrupted(PixelCNNError):
-    """Training stopped on a signal (or :meth:`StopRequest.request`).
-
-    ``checkpoint`` is the file to resume from (``None`` if there is none), ``saved`` whether it
-    was written at the moment of the stop (``False`` after a second signal: stopped at once).
-    The exit code is the shell's: 130 for SIGINT, 143 for SIGTERM.
-    """
-
-    def __init__(self, message: str, *, checkpoint: Path | None, run_dir: Path | None, signum: int,
-                 saved: bool, epoch: int, step: int):
-        super().__init__(message)
-        self.checkpoint = checkpoint
-        self.run_dir = run_dir
-        self.signum = signum
-        self.saved = saved
-        self.epoch = epoch
-        self.step = step
-        self.exit_code = 128 + int(signum)
-
-
-class StopRequest:
-    """A polite request to stop training, set by a signal or by :meth:`request`."""
-
-    DEBOUNCE_S = 1.0
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.forced: int | None = None
-        self._first_at = 0.0
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def request(self, signum: int = signal.SIGINT) -> None:
-        if self.signum is None:
-            self.signum = int(signum)
-            self._first_at = time.monotonic()
-
-    def handle(self, signum: int, frame: Any = None) -> None:
-        """Signal handler: the first signal asks to stop; a later one stops at once."""
-        if self.signum is None:
-            self.request(signum)
-            return
-        if time.monotonic() - self._first_at < self.DEBOUNCE_S:
-            return  # the same stop delivered twice (the terminal and a launcher both send it)
-        self.forced = int(signum)
-        raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def catch_signals(self) -> Iterator["StopRequest"]:
-        """Handle SIGINT and SIGTERM while inside (only possible in the main thread)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in previous:
-            signal.signal(s, self.handle)
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-
-@dataclass
-class RunInfo:
-    run_dir: Path
-    device: torch.device
-    spec: ModelSpec
-    parameters: int
-    train_images: int
-    test_images: int
-    batches_per_epoch: int
-    config: TrainConfig
-    resumed_from: Path | None = None
-    start_epoch: int = 1
-    start_batch: int = 0
-    start_step: int = 0
-    total_steps: int = 0
-    rank: int = 0
-    world_size: int = 1
-
-
-@dataclass
-class EpochMetrics:
-    epoch: int
-    step: int
-    train_bits_per_dim: float
-    test_bits_per_dim: float
-    test_nats_per_image: float
-    learning_rate: float
-    seconds: float
-    images_per_second: float
-    samples: str | None
-    best: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EpochMetrics":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    epochs: list[EpochMetrics] = field(default_factory=list)
-
-    @property
-    def best(self) -> EpochMetrics | None:
-        finite = [e for e in self.epochs if math.isfinite(e.test_bits_per_dim)]
-        return min(finite, key=lambda e: e.test_bits_per_dim) if finite else None
-
-
-class Callback:
-    """Hooks the training loop calls; override what you need (the CLI draws progress with them).
-
-    Under torchrun only rank 0 calls them, unless the callback sets ``all_ranks = True``.
-    ``on_train_end`` is called however training ends (finished, failed or interrupted), with
-    the epochs done so far.
-    """
-
-    all_ranks = False
-
-    def on_train_start(self, info: RunInfo, model: nn.Module) -> None: ...
-    def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
-    def on_batch_end(self, epoch: int, batch: int, batches: int, loss_bits: float, images_per_second: float, lr: float) -> None: ...
-    def on_eval(self, epoch: int, done: int, total: int) -> None: ...
-    def on_sampling(self, epoch: int, done: int, total: int) -> None: ...
-    def on_epoch_end(self, metrics: EpochMetrics) -> None: ...
-    def on_train_end(self, result: TrainResult) -> None: ...
-
-
-# -- run folder ---------------------------------------------------------------------------------
-
-def _probe_writable(run_dir: Path) -> None:
-    try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (run_dir / "samples").mkdir(exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as error:
-        raise TrainingError(f"cannot write the run folder {run_dir}: {error.strerror or error}") from None
-
-
-def prepare_run_dir(config: TrainConfig) -> Path:
-    """Create the run folder up front; never replace an existing one unless ``overwrite``."""
-    root = Path(config.output_dir)
-    if config.run_name:
-        run_dir = root / config.run_name
-        if run_dir.exists():
-            if not config.overwrite:
-                raise TrainingError(f"run folder {run_dir} already exists; pass --overwrite to replace it or choose another --run-name")
-            try:
-                shutil.rmtree(run_dir)
-            except OSError as error:
-                raise TrainingError(f"cannot replace the run folder {run_dir}: {error.strerror or error}") from None
-    else:
-        base = f"{config.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        run_dir, n = root / base, 1
-        while run_dir.exists():
-            n += 1
-            run_dir = root / f"{base}-{n}"
-    try:
-        run_dir.mkdir(parents=True)
-    except OSError as error:
-        raise TrainingError(f"cannot write the run folder {run_dir}: {error.strerror or error}") from None
-    _probe_writable(run_dir)
-    return run_dir
-
-
-def check_free_space(folder: Path, needed: int) -> None:
-    """Refuse to start when the disk cannot hold the checkpoints the run will write."""
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return
-    if free < needed:
-        raise TrainingError(
-            f"not enough disk space in {folder}: {free / 2**20:.1f} MiB free, the checkpoints need about "
-            f"{needed / 2**20:.1f} MiB; free some space or choose another --output-dir"
-        )
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _writing(what: Path):
-    """Turn a failed write (full disk, vanished folder) into a one-line error."""
-    try:
-        yield
-    except OSError as error:
-        raise TrainingError(f"cannot write {what}: {error.strerror or error}") from None
+from .. import __version__, distributed, registry
+from ..building import build_model, load_data, place_model, spec_for, spec_to_dict
+from ..checkpoint import save_checkpoint
+from ..config import TrainConfig
+from ..contracts import ModelSpec
+from ..data.loading import collate, make_loader
+from ..data.quantize import levels_to_input, to_levels
+from ..ema import WeightAverage
+from ..errors import CheckpointError, ConfigError, TrainingError
+from ..evaluation import evaluate
+from ..images import save_levels_grid
+from ..sampling import draw_uniforms, sample
+from ..schedules import lr_factor
+from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
+from .loaders import EpochSampler, LimitedLoader
+from .resume import ResumePoint, rng_states, restore_rng, check_resume_config, load_resume
+from .run_folder import probe_writable, write_text_atomic, writing, check_free_space, prepare_run_dir
+from .stopping import StopRequest, TrainingInterrupted, worker_ignores_sigint
 
 
 def seed_everything(seed: int | None) -> None:
@@ -278,103 +68,6 @@ def epoch_labels(count: int, spec: ModelSpec) -> torch.Tensor | None:
     """Labels for the per-epoch grid: classes in turn, so every class shows."""
     return torch.arange(count) % spec.num_classes if spec.num_classes else None
 
-
-# -- resuming -------------------------------------------------------------------------------------
-
-@dataclass
-class ResumePoint:
-    """A checkpoint to resume from, loaded once (the CLI reads its config before training)."""
-
-    path: Path
-    checkpoint: dict[str, Any]
-
-    @property
-    def run_dir(self) -> Path:
-        return run_dir_of(self.path)
-
-    @property
-    def config(self) -> TrainConfig:
-        try:
-            return TrainConfig.model_validate(self.checkpoint["config"])
-        except Exception:
-            raise CheckpointError(f"{self.path}: its config is unreadable by this pixelcnn version") from None
-
-
-def load_resume(target: str | Path | ResumePoint) -> ResumePoint:
-    """Load what ``--resume RUN_DIR_OR_CHECKPOINT`` points at, checking it can be resumed."""
-    if isinstance(target, ResumePoint):
-        return target
-    path = resume_target(target)
-    checkpoint = load_checkpoint(path, map_location="cpu")
-    if not isinstance(checkpoint.get("train_state"), dict):
-        raise CheckpointError(f"{path} holds no training state to resume from (written by an older pixelcnn?)")
-    point = ResumePoint(path, checkpoint)
-    point.run_dir  # noqa: B018  (checks the checkpoint sits in a run folder)
-    return point
-
-
-def _flag(name: str) -> str:
-    return {"learning_rate": "--lr", "dataset_options": "--dataset-option", "model_options": "--model-option"}.get(
-        name, "--" + name.replace("_", "-")
-    )
-
-
-def check_resume_config(saved: TrainConfig, config: TrainConfig) -> None:
-    """One line per option that differs from the run's and may not change on resume."""
-    problems = []
-    for name in TrainConfig.model_fields:
-        if name in RESUME_MAY_CHANGE:
-            continue
-        old, new = getattr(saved, name), getattr(config, name)
-        if old != new:
-            problems.append(f"{_flag(name)}: cannot change when resuming (the run has {old!r}, got {new!r})")
-    if problems:
-        raise ConfigError("\n".join(problems))
-
-
-def resume_config(point: ResumePoint, overrides: dict[str, Any]) -> TrainConfig:
-    """The run's saved config with ``overrides`` (flags and config-file values) applied and checked."""
-    saved = point.config
-    config = validate(TrainConfig, merge(saved.model_dump(mode="json"), overrides))
-    check_resume_config(saved, config)
-    return config
-
-
-# -- data -------------------------------------------------------------------------------------------
-
-class EpochSampler(DistributedSampler):
-    """Shuffles every epoch from ``(seed, epoch)`` alone, gives each rank its share, and can skip
-    the batches of the epoch already trained (resuming mid-epoch)."""
-
-    def __init__(self, dataset: Any, ctx: DistContext, seed: int, batch_size: int):
-        super().__init__(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed, drop_last=False)
-        self.batch_size = batch_size
-        self.skip_batches = 0
-
-    def __iter__(self):
-        indices = list(super().__iter__())
-        return iter(indices[self.skip_batches * self.batch_size:])
-
-    def __len__(self) -> int:
-        return max(0, self.num_samples - self.skip_batches * self.batch_size)
-
-
-def _worker_ignores_sigint(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which stops cleanly."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class _Limited:
-    """The first ``limit`` batches of a loader (``--limit-test-batches``)."""
-
-    def __init__(self, loader: DataLoader, limit: int | None):
-        self.loader, self.limit = loader, limit
-
-    def __iter__(self):
-        return itertools.islice(iter(self.loader), self.limit) if self.limit else iter(self.loader)
-
-    def __len__(self) -> int:
-        return min(len(self.loader), self.limit) if self.limit else len(self.loader)
 
 
 def _has_unused_parameters(model: nn.Module, spec: ModelSpec, device: torch.device) -> bool:
@@ -400,23 +93,9 @@ class _Abandon(Exception):
     """Rank 0 leaves evaluation or sampling because a stop was requested."""
 
 
-def _state_bytes(module: nn.Module) -> int:
+def state_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values() if isinstance(t, torch.Tensor))
 
-
-def _cpu_rng_states(device: torch.device) -> dict[str, Any]:
-    states: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _restore_rng(states: dict[str, Any], device: torch.device) -> None:
-    if isinstance(states.get("torch"), torch.Tensor):
-        torch.set_rng_state(states["torch"].cpu())
-    cuda = states.get("cuda")
-    if device.type == "cuda" and isinstance(cuda, list) and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
 # -- the loop ---------------------------------------------------------------------------------------
@@ -485,7 +164,7 @@ class _Run:
             "model": registry.provenance(registry.models, cfg.model),
         }
 
-        checkpoint_bytes = _state_bytes(model) * (3 + (1 if cfg.ema else 0)) + 2**20
+        checkpoint_bytes = state_bytes(model) * (3 + (1 if cfg.ema else 0)) + 2**20
         self.run_dir = distributed.on_main(ctx, lambda: self._make_run_dir(checkpoint_bytes, fresh=point is None))
 
         # data order: a pure function of the data seed and the epoch (and the rank)
@@ -503,10 +182,10 @@ class _Run:
         self.train_loader = DataLoader(
             data.train, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.num_workers,
             collate_fn=collate, pin_memory=pin, generator=self.loader_generator, drop_last=False,
-            persistent_workers=cfg.num_workers > 0, worker_init_fn=_worker_ignores_sigint if cfg.num_workers else None,
+            persistent_workers=cfg.num_workers > 0, worker_init_fn=worker_ignores_sigint if cfg.num_workers else None,
         )
         test_loader = make_loader(data.test, max(cfg.batch_size, 128), False, None, cfg.num_workers, pin)
-        self.test_loader = _Limited(test_loader, cfg.limit_test_batches)
+        self.test_loader = LimitedLoader(test_loader, cfg.limit_test_batches)
         batches = math.ceil(self.sampler.num_samples / cfg.batch_size)
         if cfg.limit_train_batches:
             batches = min(batches, cfg.limit_train_batches)
@@ -551,7 +230,7 @@ class _Run:
         for cb in self.callbacks:
             cb.on_train_start(info, model)
         if point is not None:
-            _restore_rng(state.get("rng") or {}, device)
+            restore_rng(state.get("rng") or {}, device)
 
     def _load(self, fn, what: str) -> None:
         try:
@@ -570,14 +249,14 @@ class _Run:
                 raise
         else:
             run_dir = self.run_dir
-            _probe_writable(run_dir)
+            probe_writable(run_dir)
             for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a process killed while saving
                 stale.unlink(missing_ok=True)
             check_free_space(run_dir, checkpoint_bytes)
         record = {"config": cfg.model_dump(mode="json"), "spec": spec_to_dict(self.spec), "model_options": self.model_options,
                   "plugins": self.plugins, "package_version": __version__}
-        with _writing(run_dir / "config.json"):
-            _write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2))
+        with writing(run_dir / "config.json"):
+            write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2))
         return run_dir
 
     def _restore(self, point: ResumePoint, state: dict[str, Any]) -> None:
@@ -605,8 +284,8 @@ class _Run:
         if self.ctx.is_main:
             self.loss_sum, self.seen = float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_seen", 0))
             lines = "".join(json.dumps(h) + "\n" for h in self.history)
-            with _writing(self.run_dir / "metrics.jsonl"):
-                _write_text_atomic(self.run_dir / "metrics.jsonl", lines)
+            with writing(self.run_dir / "metrics.jsonl"):
+                write_text_atomic(self.run_dir / "metrics.jsonl", lines)
         self.last_checkpoint = point.path
         # stopping before any new step needs no new save, unless we resumed from another file than last.pt
         self.saved_at = (self.epoch, self.batch, self.step) if point.path.name == "last.pt" else None
@@ -621,7 +300,7 @@ class _Run:
 
     def _payload(self, metrics: dict[str, Any] | None, interrupted: bool, loss_sum: float, seen: int) -> dict[str, Any]:
         cfg = self.config
-        rng = self.rng_mark if interrupted and self.rng_mark is not None else _cpu_rng_states(self.device)
+        rng = self.rng_mark if interrupted and self.rng_mark is not None else rng_states(self.device)
         train_state = {
             "position": {"epoch": self.epoch, "batch": self.batch, "evaluated": self.evaluated},
             "history": list(self.history),
@@ -724,7 +403,7 @@ class _Run:
             return 0.0
         model.train()
         for images, labels in self.train_loader:
-            self.rng_mark = _cpu_rng_states(device)
+            self.rng_mark = rng_states(device)
             images = images.to(device, non_blocking=self.pin)
             labels = labels.to(device, non_blocking=self.pin) if self.spec.num_classes else None
             levels = to_levels(images, self.spec.color_levels)
@@ -785,7 +464,7 @@ class _Run:
                                          None if cfg.seed is None else cfg.seed + epoch)
                 levels = sample(model, spec, epoch_labels(cfg.epoch_samples, spec), uniforms, on_step=on_sampling)
                 target = self.run_dir / "samples" / f"epoch_{epoch:03d}.png"
-                with _writing(target):
+                with writing(target):
                     samples_path = str(save_levels_grid(levels, spec.color_levels, target))
         except _Abandon:
             return math.nan, math.nan, None, True
@@ -801,7 +480,7 @@ class _Run:
             epoch_started = time.perf_counter()
             train_seconds = self._train_epoch()
             loss_sum, seen = self._epoch_sums()
-            self.rng_mark = _cpu_rng_states(self.device)
+            self.rng_mark = rng_states(self.device)
             bits, nats, samples_path, abandoned = distributed.on_main(ctx, self._evaluate_and_sample)
             if self._agree(False, abandoned)[0]:
                 self.evaluated = False
@@ -824,7 +503,7 @@ class _Run:
             else:  # --max-steps ended the run inside this epoch
                 self.evaluated = True
             if ctx.is_main:
-                with _writing(self.run_dir / "metrics.jsonl"), open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                with writing(self.run_dir / "metrics.jsonl"), open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                     f.write(json.dumps(metrics.as_dict()) + "\n")
             self._save(metrics.as_dict(), best=improved)
             for cb in self.callbacks:

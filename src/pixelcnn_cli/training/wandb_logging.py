@@ -14,9 +14,9 @@ from pathlib import Path
 
 from torch import nn
 
-from .config import TrainConfig
-from .errors import ConfigError
-from .training import Callback, EpochMetrics, RunInfo, TrainResult
+from ..config import TrainConfig
+from ..errors import ConfigError
+from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
 
 
 def _import_wandb():

@@ -1,0 +1,27 @@
+"""Training, as a small package; ``from pixelcnn_cli.training import train`` is all most callers need.
+
+Where to look:
+
+* :mod:`.loop`: the training loop itself (:func:`train`), one epoch after another;
+* :mod:`.callbacks`: what the loop reports (:class:`RunInfo`, :class:`EpochMetrics`,
+  :class:`TrainResult`) and the :class:`Callback` hooks the CLI draws progress with;
+* :mod:`.run_folder`: run folders, free-space checks and atomic writes;
+* :mod:`.resume`: resuming from a checkpoint, which options may change, random states;
+* :mod:`.stopping`: SIGINT/SIGTERM handling (:class:`StopRequest`, :class:`TrainingInterrupted`);
+* :mod:`.loaders`: the data order of a run (per epoch, per rank, skipping what was trained);
+* :mod:`.wandb_logging`: the Weights & Biases callback (imported only with ``--wandb``).
+
+Imports go one way: ``loop`` uses the others; none of them imports ``loop``.
+"""
+
+from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
+from .loop import epoch_labels, seed_everything, train
+from .resume import RESUME_MAY_CHANGE, ResumePoint, check_resume_config, load_resume, resume_config
+from .run_folder import check_free_space, prepare_run_dir
+from .stopping import StopRequest, TrainingInterrupted
+
+__all__ = [
+    "RESUME_MAY_CHANGE", "Callback", "EpochMetrics", "ResumePoint", "RunInfo", "StopRequest", "TrainResult",
+    "TrainingInterrupted", "check_free_space", "check_resume_config", "epoch_labels", "load_resume",
+    "prepare_run_dir", "resume_config", "seed_everything", "train",
+]

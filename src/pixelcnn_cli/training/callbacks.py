@@ -1,0 +1,86 @@
+"""What the training loop reports: the run's facts, each epoch's metrics, and the callback hooks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..contracts import ModelSpec
+
+
+@dataclass
+class RunInfo:
+    run_dir: Path
+    device: torch.device
+    spec: ModelSpec
+    parameters: int
+    train_images: int
+    test_images: int
+    batches_per_epoch: int
+    config: TrainConfig
+    resumed_from: Path | None = None
+    start_epoch: int = 1
+    start_batch: int = 0
+    start_step: int = 0
+    total_steps: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    step: int
+    train_bits_per_dim: float
+    test_bits_per_dim: float
+    test_nats_per_image: float
+    learning_rate: float
+    seconds: float
+    images_per_second: float
+    samples: str | None
+    best: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EpochMetrics":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: list[EpochMetrics] = field(default_factory=list)
+
+    @property
+    def best(self) -> EpochMetrics | None:
+        finite = [e for e in self.epochs if math.isfinite(e.test_bits_per_dim)]
+        return min(finite, key=lambda e: e.test_bits_per_dim) if finite else None
+
+
+class Callback:
+    """Hooks the training loop calls; override what you need (the CLI draws progress with them).
+
+    Under torchrun only rank 0 calls them, unless the callback sets ``all_ranks = True``.
+    ``on_train_end`` is called however training ends (finished, failed or interrupted), with
+    the epochs done so far.
+    """
+
+    all_ranks = False
+
+    def on_train_start(self, info: RunInfo, model: nn.Module) -> None: ...
+    def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
+    def on_batch_end(self, epoch: int, batch: int, batches: int, loss_bits: float, images_per_second: float, lr: float) -> None: ...
+    def on_eval(self, epoch: int, done: int, total: int) -> None: ...
+    def on_sampling(self, epoch: int, done: int, total: int) -> None: ...
+    def on_epoch_end(self, metrics: EpochMetrics) -> None: ...
+    def on_train_end(self, result: TrainResult) -> None: ...
+

@@ -1,0 +1,78 @@
+"""Run folders: made once, never replaced unless asked, checked for space, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..errors import TrainingError
+
+
+def probe_writable(run_dir: Path) -> None:
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise TrainingError(f"cannot write the run folder {run_dir}: {error.strerror or error}") from None
+
+
+def prepare_run_dir(config: TrainConfig) -> Path:
+    """Create the run folder up front; never replace an existing one unless ``overwrite``."""
+    root = Path(config.output_dir)
+    if config.run_name:
+        run_dir = root / config.run_name
+        if run_dir.exists():
+            if not config.overwrite:
+                raise TrainingError(f"run folder {run_dir} already exists; pass --overwrite to replace it or choose another --run-name")
+            try:
+                shutil.rmtree(run_dir)
+            except OSError as error:
+                raise TrainingError(f"cannot replace the run folder {run_dir}: {error.strerror or error}") from None
+    else:
+        base = f"{config.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        run_dir, n = root / base, 1
+        while run_dir.exists():
+            n += 1
+            run_dir = root / f"{base}-{n}"
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as error:
+        raise TrainingError(f"cannot write the run folder {run_dir}: {error.strerror or error}") from None
+    probe_writable(run_dir)
+    return run_dir
+
+
+def check_free_space(folder: Path, needed: int) -> None:
+    """Refuse to start when the disk cannot hold the checkpoints the run will write."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise TrainingError(
+            f"not enough disk space in {folder}: {free / 2**20:.1f} MiB free, the checkpoints need about "
+            f"{needed / 2**20:.1f} MiB; free some space or choose another --output-dir"
+        )
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def writing(what: Path):
+    """Turn a failed write (full disk, vanished folder) into a one-line error."""
+    try:
+        yield
+    except OSError as error:
+        raise TrainingError(f"cannot write {what}: {error.strerror or error}") from None
+
