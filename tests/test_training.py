@@ -22,6 +22,7 @@ from pixelcnn_cli import checkpoint as checkpoint_module
 from pixelcnn_cli import registry
 from pixelcnn_cli.checkpoint import load_checkpoint
 from pixelcnn_cli.config import ArchitectureConfig, TrainConfig
+from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.ema import WeightAverage
 from pixelcnn_cli.models.gated import GatedPixelCNN
 from pixelcnn_cli.schedules import CYCLE_STEPS, lr_factor
@@ -29,7 +30,7 @@ from pixelcnn_cli.training import Callback, StopRequest, TrainingInterrupted, tr
 
 BASE = dict(dataset="mnist-sample", limit_train_batches=4, limit_test_batches=1, batch_size=8, epoch_samples=0, seed=0,
             device="cpu", hidden_fmaps=6, out_hidden_fmaps=6, hidden_layers=1, causal_ksize=3, hidden_ksize=3)
-VOLATILE = {"seconds", "images_per_second"}  # metrics that depend on the clock
+VOLATILE = {"seconds", "images_per_second", "train_seconds", "train_images"}  # the clock, and where a session began
 
 
 
@@ -257,6 +258,7 @@ def test_signal_saves_a_checkpoint_and_says_how_to_resume(cli, tmp_path, signum,
 
 def test_second_signal_stops_at_once(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(StopRequest, "DEBOUNCE_S", 0.0)
+    before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN in a background job
 
     class DoubleCtrlC(Callback):
         def on_batch_end(self, epoch, batch, *args):
@@ -273,7 +275,42 @@ def test_second_signal_stops_at_once(cli, tmp_path, monkeypatch):
     assert "interrupted again by SIGINT: stopped at once without saving; the last checkpoint is kept: runs/c/checkpoints/last.pt" in line
     ckpt = load_checkpoint(tmp_path / "runs" / "c" / "checkpoints" / "last.pt")
     assert ckpt["interrupted"] is False and ckpt["train_state"]["position"] == {"epoch": 2, "batch": 0, "evaluated": False}
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
+
+
+def test_sigterm_to_the_process_group_with_workers_saves_and_resumes(cli, tmp_path):
+    """A cluster's time limit signals every process of the job: the DataLoader workers too."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    args = [*QUICK, "--lr-schedule", "constant", "--epochs", "1000", "--run-name", "w", "--num-workers", "2"]
+    process = subprocess.Popen([sys.executable, "-m", "pixelcnn_cli", "train", *args], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = tmp_path / "runs" / "w"
+    wait_for(run / "checkpoints" / "last.pt", process)
+    wait_for_epochs(run, 2, process)  # the workers of both loaders are up (test workers persist)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr and "killed by signal" not in stderr
+    assert one_line(stderr).endswith("resume with: pixelcnn train --resume runs/w")
+    position = load_checkpoint(run / "checkpoints" / "last.pt")["train_state"]["position"]
+    result = cli("train", "--resume", "runs/w", "--epochs", str(position["epoch"]), "--num-workers", "2")
+    assert result.exit_code == 0, result.stderr
+    assert [m["epoch"] for m in metrics_lines(run)] == list(range(1, position["epoch"] + 1))
+
+
+def wait_for_epochs(run: Path, epochs: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not (run / "metrics.jsonl").exists() or len(metrics_lines(run)) < epochs:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"training did not reach epoch {epochs}: {process.communicate()[1]}")
+        time.sleep(0.02)
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
 
 
 def test_stop_request_debounces_a_duplicate_delivery():
@@ -338,6 +375,177 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cli, tmp_path,
 def test_non_finite_loss_before_any_checkpoint(cli, nan_model):
     line = one_error_line(cli("train", *QUICK, "--epochs", "1", "--model", nan_model, "--model-option", "nan_at_step=1"))
     assert "loss became nan at epoch 1, step 1; no checkpoint had been saved yet" in line
+
+
+class _InfGradient(torch.autograd.Function):
+    """Identity forward; its backward sends infinite gradients (the loss stays finite)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+class InfGradAfter(NanAfter):
+    def forward(self, x, labels=None):
+        logits = self.inner(x, labels)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.at:
+                return _InfGradient.apply(logits)
+        return logits
+
+
+class InfGradAfterPlugin(NanAfterPlugin):
+    name = "inf-grad-after"
+
+    def build(self, options, spec):
+        return InfGradAfter(GatedPixelCNN(spec, options), options.nan_at_step)
+
+
+def test_non_finite_gradients_with_a_finite_loss_are_never_applied_or_saved(cli, tmp_path):
+    registry.models.add(EntryPoint(name="inf-grad-after", value="test_training:InfGradAfterPlugin", group=registry.MODELS))
+    try:  # step 6 is the last of epoch 2: a bad step applied there would be saved at the epoch's end
+        result = cli("train", *QUICK, "--epochs", "4", "--ema", "0.9", "--model", "inf-grad-after",
+                     "--model-option", "nan_at_step=6", "--run-name", "g")
+    finally:
+        registry.models.reset()
+    line = one_error_line(result)
+    assert "gradients became non-finite (loss " in line and "at epoch 2, step 6" in line
+    assert "the last good checkpoint is kept: runs/g/checkpoints/last.pt" in line
+    ckpt = load_checkpoint(tmp_path / "runs" / "g" / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 3
+    weights = [*ckpt["model_state"].values(), *ckpt["train_state"]["raw_model_state"].values()]
+    assert all(torch.isfinite(t).all() for t in weights if t.is_floating_point())
+
+
+def test_a_skipped_step_leaves_weights_and_optimiser_as_they_were():
+    from pixelcnn_cli.training.optimizer import guarded_step, make_adam
+
+    model = nn.Linear(3, 2)
+    optimizer = make_adam(model.parameters(), 0.1, 1e-4, torch.device("cpu"))
+    model(torch.ones(1, 3)).sum().backward()
+    guarded_step(optimizer, torch.tensor(False))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    moments = [optimizer.state[p]["exp_avg"].clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.full_like(p, float("nan"))
+    guarded_step(optimizer, torch.tensor(True))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(m, optimizer.state[p]["exp_avg"]) for m, p in zip(moments, model.parameters()))
+    assert all(float(optimizer.state[p]["step"]) == 1 for p in model.parameters())
+
+
+# -- the GPU's own checks, made testable on the CPU ----------------------------------------------------------
+
+def test_bf16_on_a_gpu_without_bfloat16_is_refused_up_front(monkeypatch):
+    from pixelcnn_cli.errors import ConfigError
+    from pixelcnn_cli.training.loop import check_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")
+    with pytest.raises(ConfigError, match=r"--precision bf16: this GPU \(Tesla V100\) has no bfloat16 support; use --precision fp32"):
+        check_precision("bf16", torch.device("cuda", 0))
+    check_precision("fp32", torch.device("cuda", 0))
+    check_precision("bf16", torch.device("cpu"))  # the CPU emulates it
+
+
+def test_only_running_statistics_are_resent_under_ddp():
+    from pixelcnn_cli.training.loop import _keeps_running_statistics
+
+    spec = ModelSpec(1, 8, 8, 2, 10)
+    assert not _keeps_running_statistics(GatedPixelCNN(spec, ArchitectureConfig()))  # masks are constant
+    assert _keeps_running_statistics(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)))
+
+
+class HostReads(Callback):
+    """Counts reads of tensor values by the host (each one a wait for a GPU) between progress reports."""
+
+    def __init__(self, monkeypatch):
+        self.count, self.between = 0, []
+        for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+            original = getattr(torch.Tensor, name)
+
+            def counted(t, *args, _original=original, **kwargs):
+                self.count += 1
+                return _original(t, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def on_epoch_start(self, *args):
+        self.count = 0
+
+    def on_batch_end(self, epoch, batch, *args):
+        self.between.append((batch, self.count))
+        self.count = 0
+
+
+@pytest.mark.parametrize("log_every", [1, 4])
+def test_the_host_waits_for_the_device_only_where_progress_is_reported(monkeypatch, log_every):
+    reads = HostReads(monkeypatch)
+    train(config(limit_train_batches=8, epochs=1, log_every=log_every), [reads])
+    monkeypatch.undo()
+    assert [batch for batch, _ in reads.between] == list(range(log_every, 9, log_every))
+    # the same few reads per report (NaN flag, loss), however many steps it covers; none per step
+    assert all(count <= 2 for _, count in reads.between[1:]), reads.between
+
+
+def test_a_resumed_epoch_reports_the_speed_of_its_own_images(tmp_path):
+    stop = StopRequest()
+    with pytest.raises(TrainingInterrupted):
+        train(config(run_name="r", epochs=1), [StopAt(stop, 3)], stop=stop)
+    result = train(config(run_name="r", epochs=1), resume=tmp_path / "runs" / "r")
+    (epoch,) = result.epochs
+    assert epoch.train_images == 8  # the one batch left, not the 32 images of the whole epoch
+    assert epoch.images_per_second == pytest.approx(epoch.train_images / epoch.train_seconds)
+    full = train(config(run_name="f", epochs=1)).epochs[0]
+    assert full.train_images == 32
+
+
+class UsesPut(nn.Module):
+    """A model with an operation that has no deterministic implementation (``put_``)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x, labels=None):
+        logits = self.inner(x, labels)
+        flat = torch.zeros(4)
+        flat.put_(torch.tensor([0]), torch.tensor([1.0]))
+        return logits + flat[1]
+
+
+class UsesPutPlugin(NanAfterPlugin):
+    name = "uses-put"
+
+    def build(self, options, spec):
+        return UsesPut(GatedPixelCNN(spec, options))
+
+
+def test_deterministic_holds_for_the_run_and_names_what_breaks_it(cli, monkeypatch):
+    seen = []
+
+    class Record(Callback):
+        def on_batch_end(self, *args):
+            seen.append((torch.are_deterministic_algorithms_enabled(), os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = torch.are_deterministic_algorithms_enabled()
+    train(config(epochs=1, deterministic=True), [Record()])
+    assert seen and all(s == (True, ":4096:8") for s in seen)
+    assert torch.are_deterministic_algorithms_enabled() == before  # the caller's setting is back
+    registry.models.add(EntryPoint(name="uses-put", value="test_training:UsesPutPlugin", group=registry.MODELS))
+    try:
+        line = one_error_line(cli("train", *QUICK, "--epochs", "1", "--model", "uses-put", "--deterministic"))
+        assert line.startswith("error: --deterministic: ") and "put_" in line and line.endswith("run without --deterministic")
+        assert cli("train", *QUICK, "--epochs", "1", "--model", "uses-put").exit_code == 0
+    finally:
+        registry.models.reset()
+    assert torch.are_deterministic_algorithms_enabled() == before
 
 
 # -- disks and folders ------------------------------------------------------------------------------------

@@ -73,6 +73,12 @@ class TrainConfig(ArchitectureConfig):
         "fp32", description="Training arithmetic: fp32, or bf16 autocast (fast on recent GPUs; eval and sampling stay fp32)"
     )
     compile: bool = Field(False, description="Compile the model with torch.compile (slow start, faster steps on GPUs)")
+    deterministic: bool = Field(
+        False, description="Deterministic algorithms only (cuDNN, cuBLAS, embeddings), so --seed and --resume repeat a GPU run bit for bit; slower on GPUs. The CPU is deterministic anyway"
+    )
+    log_every: int | None = Field(
+        None, gt=0, description="Report progress, check for NaN and (under torchrun) agree on stopping every N steps; the host waits for the GPU only then [default: every step on the CPU, every 20 on a GPU]"
+    )
     ema: float = Field(0.0, ge=0, lt=1, description="Decay of the moving average of the weights used to evaluate, sample and pick the best (e.g. 0.999; 0: off)")
     checkpoint_every: int = Field(0, ge=0, description="Also save checkpoints/last.pt every N steps inside an epoch (0: at epoch ends only)")
     wandb: bool = Field(False, description="Log to Weights & Biases")

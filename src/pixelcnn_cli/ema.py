@@ -32,8 +32,10 @@ class WeightAverage:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         weight = 1.0 - self.current_decay()
-        for avg, param in zip(self.model.parameters(), model.parameters()):
-            avg.lerp_(param.detach(), weight)
+        # one fused kernel per group of tensors instead of one per parameter (it matters on a GPU)
+        averages, params = list(self.model.parameters()), [p.detach() for p in model.parameters()]
+        if averages:
+            torch._foreach_lerp_(averages, params, weight)
         for avg, buf in zip(self.model.buffers(), model.buffers()):
             avg.copy_(buf)
 

@@ -77,6 +77,8 @@ def user_errors(command: Callable) -> Callable:
 def default(model: type[BaseModel], name: str) -> str:
     """``[default: X]`` text for help, read from the pydantic model (the one source of defaults)."""
     field = model.model_fields[name]
+    if "[default:" in (field.description or ""):  # the description says what None means
+        return field.description
     value = field.get_default(call_default_factory=True)
     return f"{field.description or ''} [default: {value}]".strip()
 

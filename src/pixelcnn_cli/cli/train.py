@@ -84,11 +84,13 @@ def train(
     ema: Annotated[Optional[float], typer.Option(help=default(T, "ema"))] = None,
     precision: Annotated[Optional[str], typer.Option(help=default(T, "precision"))] = None,
     compile_model: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help=default(T, "compile"))] = None,
+    deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help=default(T, "deterministic"))] = None,
+    log_every: Annotated[Optional[int], typer.Option(help=default(T, "log_every"))] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help=default(T, "checkpoint_every"))] = None,
     resume: Annotated[Optional[str], typer.Option(
         "--resume", help="Carry on a run: its folder (uses checkpoints/last.pt) or a checkpoint in it. Its options are "
                          "reused; only --epochs, --max-steps, --lr, --max-norm, --device/--cuda, --num-workers, --data-dir, "
-                         "--download, --epoch-samples, --limit-test-batches, --checkpoint-every and the wandb options may change")] = None,
+                         "--download, --epoch-samples, --limit-test-batches, --checkpoint-every, --precision, --compile, --deterministic, --log-every and the wandb options may change")] = None,
     wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help=default(T, "wandb"))] = None,
     wandb_project: Annotated[Optional[str], typer.Option(help=default(T, "wandb_project"))] = None,
 ) -> None:

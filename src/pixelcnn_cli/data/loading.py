@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import torch
@@ -19,6 +20,17 @@ def collate(items: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if images.dtype != torch.uint8:
         raise DataError(f"dataset items must be uint8 image tensors, got {images.dtype}")
     return images, torch.as_tensor(labels).long()
+
+
+def worker_leaves_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGINT and SIGTERM: stopping is the main process's job.
+
+    Ctrl-C and a cluster's SIGTERM reach the whole process group. A worker killed by either
+    makes the main process raise ``DataLoader worker ... is killed by signal`` instead of
+    saving a checkpoint; ignoring them, the workers live until the main process ends them.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_loader(
@@ -45,4 +57,5 @@ def make_loader(
         generator=generator,
         drop_last=False,
         persistent_workers=num_workers > 0,
+        worker_init_fn=worker_leaves_signals if num_workers > 0 else None,
     )

@@ -45,6 +45,8 @@ class EpochMetrics:
     images_per_second: float
     samples: str | None
     best: bool = False
+    train_images: int = 0  # images trained in this epoch by this session (a resumed epoch counts only its own)
+    train_seconds: float = 0.0  # seconds they took: images_per_second is their ratio
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -68,6 +70,10 @@ class TrainResult:
 
 class Callback:
     """Hooks the training loop calls; override what you need (the CLI draws progress with them).
+
+    ``on_batch_end`` is called where the loop waits for the device: after every step on the
+    CPU, every ``--log-every`` steps on a GPU, and at the end of each epoch; ``batch`` is the
+    number of batches done in the epoch and ``loss_bits`` the mean loss since the last call.
 
     Under torchrun only rank 0 calls them, unless the callback sets ``all_ranks = True``.
     ``on_train_end`` is called however training ends (finished, failed or interrupted), with

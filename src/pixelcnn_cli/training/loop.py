@@ -27,6 +27,7 @@ files and calls the callbacks (except those with ``all_ranks = True``).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import shutil
@@ -44,7 +45,7 @@ from ..building import build_model, load_data, place_model, spec_for, spec_to_di
 from ..checkpoint import save_checkpoint
 from ..config import TrainConfig
 from ..contracts import ModelSpec
-from ..data.loading import collate, make_loader
+from ..data.loading import collate, make_loader, worker_leaves_signals
 from ..data.quantize import levels_to_input, to_levels
 from ..ema import WeightAverage
 from ..errors import CheckpointError, ConfigError, TrainingError
@@ -54,9 +55,17 @@ from ..sampling import draw_uniforms, sample
 from ..schedules import lr_factor
 from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
 from .loaders import EpochSampler, LimitedLoader
+from .optimizer import guarded_step, load_state, make_adam
 from .resume import ResumePoint, rng_states, restore_rng, check_resume_config, load_resume
+from .reproducibility import deterministic_algorithms
 from .run_folder import probe_writable, write_text_atomic, writing, check_free_space, prepare_run_dir
-from .stopping import StopRequest, TrainingInterrupted, worker_ignores_sigint
+from .stopping import StopRequest, TrainingInterrupted
+
+
+#: Steps between the points where the host waits for a GPU (progress, the NaN check, agreeing on a
+#: stop under torchrun) when --log-every is not given. On the CPU every step is such a point: it
+#: costs nothing there, since CPU work is never queued ahead.
+GPU_LOG_EVERY = 20
 
 
 def seed_everything(seed: int | None) -> None:
@@ -93,6 +102,32 @@ class _Abandon(Exception):
     """Rank 0 leaves evaluation or sampling because a stop was requested."""
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse bf16 on a GPU that has no bfloat16 (before a run folder is made, not inside the loop)."""
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        name = torch.cuda.get_device_name(device)
+        raise ConfigError(f"--precision bf16: this GPU ({name}) has no bfloat16 support; use --precision fp32")
+
+
+def _keeps_running_statistics(model: nn.Module) -> bool:
+    """Whether the model has buffers that training changes (batch norm's running statistics).
+
+    Only those need DDP to send rank 0's buffers at every forward; the masks of a PixelCNN are
+    constant buffers, and re-sending them would cost a broadcast per step for nothing.
+    """
+    return any(isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats for m in model.modules())
+
+
+def _buffer_sync(sync: bool) -> dict[str, bool]:
+    """DDP's keyword for re-sending buffers at every forward: ``forward_sync_buffers`` since torch
+    2.12 or so (``broadcast_buffers`` is deprecated there), ``broadcast_buffers`` before."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": sync}
+    return {"broadcast_buffers": sync}
+
+
 def state_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values() if isinstance(t, torch.Tensor))
 
@@ -116,9 +151,10 @@ class _Run:
         self.evaluated = False
         self.history: list[dict[str, Any]] = []
         self.best = math.inf
-        self.loss_sum, self.seen = 0.0, 0
+        self.loss_sum: torch.Tensor | float = 0.0  # this epoch's summed loss (a tensor on the device once set up)
+        self.seen = 0
         self.started_callbacks = False
-        self.rng_mark: dict[str, Any] | None = None  # random states where an interrupted step or evaluation began
+        self.rng_mark: dict[str, Any] | None = None  # random states where an interrupted evaluation began
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -139,6 +175,7 @@ class _Run:
                     f"nothing to resume: {self.run_dir} already reached its end (step {self.step}, --epochs {cfg.epochs}"
                     f"{'' if cfg.max_steps is None else f', --max-steps {cfg.max_steps}'}); pass a larger --epochs or --max-steps to train longer"
                 )
+        check_precision(cfg.precision, device)
         self.callbacks = [cb for cb in self.all_callbacks if ctx.is_main or getattr(cb, "all_ranks", False)]
         if cfg.wandb and ctx.is_main:
             from .wandb_logging import check_ready
@@ -182,7 +219,7 @@ class _Run:
         self.train_loader = DataLoader(
             data.train, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.num_workers,
             collate_fn=collate, pin_memory=pin, generator=self.loader_generator, drop_last=False,
-            persistent_workers=cfg.num_workers > 0, worker_init_fn=worker_ignores_sigint if cfg.num_workers else None,
+            persistent_workers=cfg.num_workers > 0, worker_init_fn=worker_leaves_signals if cfg.num_workers else None,
         )
         test_loader = make_loader(data.test, max(cfg.batch_size, 128), False, None, cfg.num_workers, pin)
         self.test_loader = LimitedLoader(test_loader, cfg.limit_test_batches)
@@ -194,7 +231,7 @@ class _Run:
         self.batches = batches
         self.total_steps = batches * cfg.epochs if cfg.max_steps is None else min(batches * cfg.epochs, cfg.max_steps)
 
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.optimizer = make_adam(model.parameters(), cfg.learning_rate, cfg.weight_decay, device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(cfg.lr_schedule, s, self.total_steps, cfg.warmup_steps)
         )
@@ -207,12 +244,18 @@ class _Run:
             self.net: nn.Module = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=_has_unused_parameters(model, spec, device),
+                **_buffer_sync(_keeps_running_statistics(model)),
             )
         else:
             self.net = model
         if cfg.compile:  # opt-in: compilation costs a slow first step, pays off on long GPU runs
             self.net = torch.compile(self.net)
         self.ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+        self.log_every = cfg.log_every or (1 if device.type == "cpu" else GPU_LOG_EVERY)
+        # checked on the device at every step, read back only where the host waits anyway
+        self.first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.first_bad_loss = torch.zeros((), dtype=torch.float32, device=device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         if point is not None:
             self._restore(point, state)
         self.result = TrainResult(self.run_dir, [EpochMetrics.from_dict(h) for h in self.history])
@@ -261,7 +304,7 @@ class _Run:
 
     def _restore(self, point: ResumePoint, state: dict[str, Any]) -> None:
         cfg, ckpt = self.config, point.checkpoint
-        self._load(lambda: self.optimizer.load_state_dict(ckpt["optimizer_state"]), "optimiser state")
+        self._load(lambda: load_state(self.optimizer, ckpt["optimizer_state"]), "optimiser state")
         self._load(lambda: self.scheduler.load_state_dict(ckpt["scheduler_state"]), "schedule state")
         # the rate follows the (possibly new) --lr and --epochs/--max-steps from this step on
         self.scheduler.base_lrs = [cfg.learning_rate for _ in self.optimizer.param_groups]
@@ -282,7 +325,8 @@ class _Run:
         elif saved_world != self.ctx.world_size:  # same images onwards: all ranks together covered batch*world batches
             self.batch = min(self.batches, self.batch * saved_world // self.ctx.world_size)
         if self.ctx.is_main:
-            self.loss_sum, self.seen = float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_seen", 0))
+            self.loss_sum.fill_(float(state.get("epoch_loss_sum", 0.0)))
+            self.seen = int(state.get("epoch_seen", 0))
             lines = "".join(json.dumps(h) + "\n" for h in self.history)
             with writing(self.run_dir / "metrics.jsonl"):
                 write_text_atomic(self.run_dir / "metrics.jsonl", lines)
@@ -294,13 +338,14 @@ class _Run:
     def _eval_model(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.model
 
-    def _epoch_sums(self) -> tuple[float, int]:
-        total, seen = distributed.sum_all(self.ctx, [self.loss_sum, float(self.seen)], self.device)
-        return total, int(seen)
+    def _epoch_sums(self, trained: int = 0) -> tuple[float, int, int]:
+        """The epoch's summed loss and images over all ranks, and ``trained``'s sum (images of this session)."""
+        total, seen, trained_all = distributed.sum_all(self.ctx, [float(self.loss_sum), float(self.seen), float(trained)], self.device)
+        return total, int(seen), int(trained_all)
 
     def _payload(self, metrics: dict[str, Any] | None, interrupted: bool, loss_sum: float, seen: int) -> dict[str, Any]:
         cfg = self.config
-        rng = self.rng_mark if interrupted and self.rng_mark is not None else rng_states(self.device)
+        rng = self.rng_mark if self.rng_mark is not None else rng_states(self.device)
         train_state = {
             "position": {"epoch": self.epoch, "batch": self.batch, "evaluated": self.evaluated},
             "history": list(self.history),
@@ -333,7 +378,8 @@ class _Run:
 
     def _save(self, metrics: dict[str, Any] | None = None, *, best: bool = False, interrupted: bool = False) -> Path:
         """Save ``last.pt`` (and ``best.pt``) at the current position; every rank calls this."""
-        loss_sum, seen = self._epoch_sums()
+        self._check_finite()  # never write weights that a bad step may have touched
+        loss_sum, seen, _ = self._epoch_sums()
         last = self.run_dir / "checkpoints" / "last.pt"
 
         def write() -> None:
@@ -372,55 +418,86 @@ class _Run:
         )
 
     # -- training ------------------------------------------------------------------------------
-    def _agree(self, bad: bool, stop: bool = False) -> tuple[bool, bool]:
-        """(stop, bad) as all ranks see it: a stop asked of any rank (by its signal) stops them all."""
-        signum = self.stop.signum or (int(signal.SIGINT) if stop else 0)
-        shared, bad_any = distributed.max_all(self.ctx, [signum, 1.0 if bad else 0.0], self.device)
+    def _agree_on_stop(self) -> bool:
+        """Whether to stop, as all ranks see it: a stop asked of any rank (by its signal) stops them all."""
+        if not self.ctx.enabled:
+            return self.stop.requested
+        (shared,) = distributed.max_all(self.ctx, [self.stop.signum or 0], self.device)
         if shared and not self.stop.requested:
             self.stop.request(int(shared))
-        return bool(shared), bool(bad_any)
+        return bool(shared)
+
+    def _check_finite(self) -> None:
+        """Stop with a clear error if some step since the last check had a non-finite loss or gradient.
+
+        That step was skipped on the device (:mod:`.optimizer`), so the weights are still the last
+        good ones; they are not saved, and the last checkpoint stays the last good one.
+        """
+        bad_step = int(self.first_bad_step)  # waits for the device
+        if self.ctx.enabled:
+            (worst,) = distributed.max_all(self.ctx, [bad_step], self.device)
+            if bad_step < 0 and worst >= 0:
+                raise self._not_finite(None, int(worst), own=False)
+        if bad_step >= 0:
+            raise self._not_finite(float(self.first_bad_loss), bad_step, own=True)
 
     def _max_steps_reached(self) -> bool:
         return self.config.max_steps is not None and self.step >= self.config.max_steps
 
-    def _not_finite(self, loss_value: float, own: bool) -> TrainingError:
-        where = f"loss became {loss_value}" if own else "loss became non-finite on another process"
+    def _not_finite(self, loss_value: float | None, step: int, own: bool) -> TrainingError:
+        if not own:
+            where = "loss or gradients became non-finite on another process"
+        elif loss_value is not None and not math.isfinite(loss_value):
+            where = f"loss became {loss_value}"
+        else:
+            where = f"gradients became non-finite (loss {loss_value:.4g})"
         kept = (f"the last good checkpoint is kept: {self.last_checkpoint} (resume from it with a lower rate: "
                 f"--resume {self.run_dir} --lr ...)" if self.last_checkpoint else "no checkpoint had been saved yet")
         return TrainingError(
-            f"{where} at epoch {self.epoch}, step {self.step + 1}; {kept}; try a lower --lr or a smaller --max-norm"
+            f"{where} at epoch {self.epoch}, step {step}; {kept}; try a lower --lr or a smaller --max-norm"
         )
 
-    def _train_epoch(self) -> float:
+    def _train_epoch(self) -> tuple[float, int]:
+        """Train the rest of the epoch; returns its seconds and the images this process trained in them.
+
+        The host waits for the device only every ``log_every`` steps and at the epoch's end: there
+        the NaN flag is read and progress reported; under torchrun the ranks agree on a stop at the
+        start of the next step.
+        """
         cfg, device, model = self.config, self.device, self.net
         ln2 = math.log(2)
         self.sampler.set_epoch(self.epoch)
         self.sampler.skip_batches = self.batch
         self.loader_generator.manual_seed(self.data_seed + self.epoch)  # worker seeds, apart from the global RNG
         started = time.perf_counter()
-        session_seen = 0
+        trained = 0
         if self.batch >= self.batches or self._max_steps_reached():
-            return 0.0
+            return 0.0, 0
         model.train()
+        report_loss = torch.zeros((), dtype=torch.float64, device=device)  # summed loss since the last report
+        report_images = 0
         for images, labels in self.train_loader:
-            self.rng_mark = rng_states(device)
+            # a stop is taken before this step touches anything (resume starts here); under torchrun
+            # the ranks agree on it at the first step after each report, all at the same step
+            if (self.stop.requested if not self.ctx.enabled else
+                    self.step % self.log_every == 0 and self._agree_on_stop()):
+                raise self._interrupted()
             images = images.to(device, non_blocking=self.pin)
             labels = labels.to(device, non_blocking=self.pin) if self.spec.num_classes else None
             levels = to_levels(images, self.spec.color_levels)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
                 logits = model(levels_to_input(levels, self.spec.color_levels), labels)
-            loss = nn.functional.cross_entropy(logits.float(), levels)
-            loss_value = float(loss.detach())
-            finite = math.isfinite(loss_value)
-            stop, bad = self._agree(not finite)
-            if bad:
-                raise self._not_finite(loss_value, own=not finite)
-            if stop:  # abandon this step; resume redoes it
-                raise self._interrupted()
+            # reduction="none", then the mean: CUDA's reduced NLL kernel has no deterministic version
+            loss = nn.functional.cross_entropy(logits.float(), levels, reduction="none").mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_norm)
-            self.optimizer.step()
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_norm)
+            loss = loss.detach()
+            bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
+            first = bad & (self.first_bad_step < 0)
+            self.first_bad_step = torch.where(first, self.step + 1, self.first_bad_step)
+            self.first_bad_loss = torch.where(first, loss, self.first_bad_loss)
+            guarded_step(self.optimizer, bad)
             self.scheduler.step()
             if self.ema is not None:
                 self.ema.update(self.model)
@@ -428,16 +505,25 @@ class _Run:
             self.batch += 1
             n = images.shape[0]
             self.seen += n
-            session_seen += n
-            self.loss_sum += loss_value * n
-            rate = session_seen * self.ctx.world_size / max(time.perf_counter() - started, 1e-9)
-            for cb in self.callbacks:
-                cb.on_batch_end(self.epoch, self.batch, self.batches, loss_value / ln2, rate, self.optimizer.param_groups[0]["lr"])
-            if self.batch >= self.batches or self._max_steps_reached():
+            trained += n
+            self.loss_sum += loss * n
+            report_loss += loss * n
+            report_images += n
+            last = self.batch >= self.batches or self._max_steps_reached()
+            save = not last and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+            if last or save or self.step % self.log_every == 0:
+                self._check_finite()
+                rate = trained * self.ctx.world_size / max(time.perf_counter() - started, 1e-9)
+                loss_bits = float(report_loss) / max(report_images, 1) / ln2
+                report_loss.zero_()
+                report_images = 0
+                for cb in self.callbacks:
+                    cb.on_batch_end(self.epoch, self.batch, self.batches, loss_bits, rate, self.optimizer.param_groups[0]["lr"])
+            if last:
                 break
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            if save:
                 self._save()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, trained
 
     def _evaluate_and_sample(self) -> tuple[float, float, str | None, bool]:
         """Rank 0: test NLL and the epoch's sample grid; ``abandoned`` when a stop came meanwhile."""
@@ -478,19 +564,21 @@ class _Run:
             for cb in self.callbacks:
                 cb.on_epoch_start(self.epoch, cfg.epochs, self.batches)
             epoch_started = time.perf_counter()
-            train_seconds = self._train_epoch()
-            loss_sum, seen = self._epoch_sums()
+            train_seconds, trained = self._train_epoch()
+            loss_sum, seen, trained = self._epoch_sums(trained)
             self.rng_mark = rng_states(self.device)
             bits, nats, samples_path, abandoned = distributed.on_main(ctx, self._evaluate_and_sample)
-            if self._agree(False, abandoned)[0]:
+            if self._agree_on_stop():
                 self.evaluated = False
                 raise self._interrupted()
+            self.rng_mark = None
             improved = math.isfinite(bits) and bits < self.best
             metrics = EpochMetrics(
                 epoch=self.epoch, step=self.step, train_bits_per_dim=loss_sum / max(seen, 1) / ln2,
                 test_bits_per_dim=bits, test_nats_per_image=nats,
                 learning_rate=self.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - epoch_started,
-                images_per_second=seen / max(train_seconds, 1e-9), samples=samples_path, best=improved,
+                images_per_second=trained / train_seconds if train_seconds > 0 else 0.0, samples=samples_path,
+                best=improved, train_images=trained, train_seconds=train_seconds,
             )
             if improved:
                 self.best = bits
@@ -499,7 +587,8 @@ class _Run:
             finished_epoch = self.batch >= self.batches
             if finished_epoch:
                 self.epoch, self.batch, self.evaluated = self.epoch + 1, 0, False
-                self.loss_sum, self.seen = 0.0, 0
+                self.loss_sum.zero_()
+                self.seen = 0
             else:  # --max-steps ended the run inside this epoch
                 self.evaluated = True
             if ctx.is_main:
@@ -517,8 +606,9 @@ class _Run:
         self.ctx, self.device = distributed.setup(self.config.device)
         try:
             try:
-                self.setup()
-                result = self.loop()
+                with deterministic_algorithms(self.config.deterministic):
+                    self.setup()
+                    result = self.loop()
             except BaseException as error:
                 self._end_callbacks()
                 if isinstance(error, KeyboardInterrupt):

@@ -16,6 +16,7 @@ from ..errors import CheckpointError, ConfigError
 RESUME_MAY_CHANGE = (
     "epochs", "max_steps", "learning_rate", "max_norm", "device", "num_workers", "data_dir", "download",
     "epoch_samples", "limit_test_batches", "checkpoint_every", "wandb", "wandb_project", "precision", "compile",
+    "deterministic", "log_every",
 )
 
 

@@ -75,10 +75,3 @@ class StopRequest:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-
-
-
-def worker_ignores_sigint(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which stops cleanly."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-

@@ -42,6 +42,7 @@ class WandbCallback(Callback):
         self.run_dir = run_dir
         self.run = None
         self.step = 0
+        self.epoch, self.batch = 1, 0  # where the last report was
 
     def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
         wandb = self.wandb
@@ -49,6 +50,7 @@ class WandbCallback(Callback):
         id_file = self.run_dir / "wandb-run-id"
         run_id = id_file.read_text().strip() if id_file.is_file() else None
         self.step = info.start_step
+        self.epoch, self.batch = info.start_epoch, info.start_batch
         try:
             self.run = wandb.init(
                 project=self.config.wandb_project,
@@ -66,7 +68,11 @@ class WandbCallback(Callback):
         self.run.watch(model, log="gradients", log_freq=100)
 
     def on_batch_end(self, epoch, batch, batches, loss_bits, images_per_second, lr) -> None:
-        self.step += 1
+        # reports come every --log-every steps: advance by the batches done since the last one
+        if epoch != self.epoch:
+            self.epoch, self.batch = epoch, 0
+        self.step += batch - self.batch
+        self.batch = batch
         self.run.log({"train/bits_per_dim": loss_bits, "train/lr": lr, "epoch": epoch}, step=self.step)
 
     def on_epoch_end(self, metrics: EpochMetrics) -> None:
