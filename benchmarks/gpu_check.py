@@ -85,7 +85,7 @@ SIZES = {
 }
 
 # step: its own time limit in seconds, full size (tiny runs get the same; they need far less)
-TIMEOUTS = {"cuda tests": 180, "train fp32": 180, "train compile": 300, "train bf16": 180, "sample naive": 180,
+TIMEOUTS = {"cuda tests": 180, "train fp32": 180, "train log-every 1": 180, "deterministic": 240, "train compile": 300, "train bf16": 180, "sample naive": 180,
             "sample cached": 180, "eval": 120, "torchrun": 180, "nccl": 90, "test suite": 600}
 
 
@@ -277,6 +277,28 @@ class Checker:
             if name == "fp32":
                 self.checkpoint = self.runs / name / "checkpoints" / "best.pt"
         return run
+
+    def deterministic(self, step: Step) -> None:
+        """Two --deterministic runs with one seed must end with the same weights, bit for bit; two
+        default runs are compared too (on a GPU they may differ: that is what the flag is for)."""
+        batches = max(2, self.size.batches // 5)
+        same = {}
+        for mode, extra in (("deterministic", ["--deterministic"]), ("default", [])):
+            states = []
+            for run in ("a", "b"):
+                name = f"{mode}-{run}"
+                command = self.train_command(name, batches, extra)
+                command[command.index("--epochs") + 1] = "1"
+                self.checked(step, self.cli(*command), timeout=TIMEOUTS["deterministic"] / 4)
+                states.append(torch.load(self.runs / name / "checkpoints" / "last.pt", map_location="cpu",
+                                         weights_only=True)["model_state"])
+            same[mode] = all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+        step.figures = {"batches": batches, "deterministic_identical": same["deterministic"],
+                        "default_identical": same["default"]}
+        step.result = (f"2 runs of {batches} steps each: --deterministic {'identical' if same['deterministic'] else 'DIFFER'}"
+                       f", default {'identical' if same['default'] else 'differ'}")
+        if not same["deterministic"]:
+            raise StepFailed(step.result)
 
     def sample(self, sampler: str):
         def run(step: Step) -> None:
@@ -509,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
         c.step("cuda tests", c.cuda_tests, skip=no_cuda)
         c.step("data", c.data)
         c.step("train fp32", c.train("fp32", []))
+        c.step("train log-every 1", c.train("log-every-1", ["--log-every", "1"]))  # the host waits every step
+        c.step("deterministic", c.deterministic)
         c.step("train compile", c.train("compile", ["--compile"]), skip=no_cuda)
         c.step("train bf16", c.train("bf16", ["--precision", "bf16"]), skip=no_cuda)
         c.step("sample naive", c.sample("naive"))
