@@ -155,6 +155,15 @@ def test_low_temperature_approaches_argmax():
             sampling.sample(model, spec, None, uniforms, temperature=bad)
 
 
+def test_random_labels_differ_without_a_seed_and_repeat_with_one():
+    spec = ModelSpec(1, 4, 4, 2, 10)
+    draws = [sampling.resolve_labels(-1, 200, spec, None) for _ in range(2)]
+    assert not torch.equal(*draws)  # 200 labels of 10 classes: a coincidence is negligible
+    assert torch.equal(sampling.resolve_labels(-1, 200, spec, 5), sampling.resolve_labels(-1, 200, spec, 5))
+    assert not torch.equal(sampling.resolve_labels(-1, 200, spec, 5), sampling.resolve_labels(-1, 200, spec, 6))
+    assert torch.equal(sampling.resolve_labels(3, 4, spec, None), torch.full((4,), 3))
+
+
 def test_unknown_sampler():
     model, spec = random_model(1, 2, 0, 3, 3, 1)
     with pytest.raises(PixelCNNError, match="unknown sampler"):

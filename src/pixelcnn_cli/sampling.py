@@ -49,10 +49,17 @@ DEFAULT_SAMPLER = "cached"
 CACHED_CPU_THREADS = 1
 
 
+def make_generator(seed: int | None, stream: int = 0) -> torch.Generator:
+    """A CPU generator seeded with ``seed + stream``, so that one ``--seed`` gives each use (uniforms,
+    labels, images to complete) its own repeatable stream; without a seed, seeded from torch's
+    global generator: different on every call."""
+    if seed is None:
+        return torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+    return torch.Generator().manual_seed(seed + stream)
+
+
 def draw_uniforms(count: int, channels: int, height: int, width: int, seed: int | None) -> torch.Tensor:
-    generator = torch.Generator()
-    generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_().item()))
-    return torch.rand(count, channels, height, width, generator=generator, dtype=torch.float64)
+    return torch.rand(count, channels, height, width, generator=make_generator(seed), dtype=torch.float64)
 
 
 def pick(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -64,7 +71,8 @@ def pick(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> to
 
 
 def resolve_labels(label: int, count: int, spec: ModelSpec, seed: int | None) -> torch.Tensor | None:
-    """``label`` for every image, ``-1`` for random classes; ``None`` for an unconditional model."""
+    """``label`` for every image, ``-1`` for random classes (repeatable with ``seed``); ``None`` for
+    an unconditional model."""
     if not spec.num_classes:
         if label != -1:
             raise PixelCNNError("--label: this model was trained without labels (unconditional); omit --label")
@@ -74,8 +82,7 @@ def resolve_labels(label: int, count: int, spec: ModelSpec, seed: int | None) ->
         raise PixelCNNError(f"--label: must be -1 or between 0 and {spec.num_classes - 1}{names}; got {label}")
     if label >= 0:
         return torch.full((count,), label, dtype=torch.long)
-    generator = torch.Generator().manual_seed((seed if seed is not None else 0) + 1)
-    return torch.randint(spec.num_classes, (count,), generator=generator)
+    return torch.randint(spec.num_classes, (count,), generator=make_generator(seed, 1))
 
 
 # -- choosing a sampler ---------------------------------------------------------------------

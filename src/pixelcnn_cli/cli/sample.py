@@ -19,6 +19,7 @@ from ..sampling import (
     complete as run_completion,
     completion_tiles,
     draw_uniforms,
+    make_generator,
     resolve_labels,
     sample as run_sampler,
 )
@@ -123,9 +124,7 @@ def sample(
         if total == 0:
             raise DataError(f"{train_config.dataset} has no test images to complete")
         if wanted is None:
-            generator = torch.Generator().manual_seed((options.seed if options.seed is not None else
-                                                        int(torch.randint(2**31, ()).item())) + 2)
-            wanted = torch.randperm(total, generator=generator)[: min(sources, total)].tolist()
+            wanted = torch.randperm(total, generator=make_generator(options.seed, 2))[: min(sources, total)].tolist()
         bad = [i for i in wanted if i >= total]
         if bad:
             raise DataError(f"--indices: {train_config.dataset} has {total} test images (0 to {total - 1}); got {bad[0]}")
