@@ -218,6 +218,34 @@ def test_inspect_masks_of_a_trained_model_and_bad_input(cli, trained):
     assert "must end in .png" in one_error_line(cli("inspect-masks", "--output", "masks.gif"))
 
 
+def test_inspect_masks_runs_on_the_cpu_unless_cuda_is_asked_for(cli, trained, monkeypatch):
+    from pixelcnn_cli import inspection
+
+    help_text = " ".join(cli("inspect-masks", "--help").stdout.split())
+    assert "--cuda / --no-cuda Run the check on CUDA [default: on the CPU" in help_text
+    devices = []
+    check = inspection.check_causality
+
+    def recording_check(model, *args, **kwargs):
+        devices.append(next(model.parameters()).device.type)
+        return check(model, *args, **kwargs)
+
+    monkeypatch.setattr(inspection, "check_causality", recording_check)
+    tiny = ["--channels", "1", "--hidden-layers", "1", "--hidden-fmaps", "2", "--out-hidden-fmaps", "2"]
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: True)  # the default must not depend on it
+        assert cli("inspect-masks", *tiny).exit_code == 0
+        assert cli("inspect-masks", "-m", trained).exit_code == 0
+        assert cli("inspect-masks", *tiny, "--no-cuda").exit_code == 0
+    assert devices == ["cpu"] * 3
+    devices.clear()
+    result = cli("inspect-masks", *tiny, "--cuda")
+    if torch.cuda.is_available():
+        assert result.exit_code == 0 and devices == ["cuda"]
+    else:  # asked for and missing: said so, not silently done on the CPU
+        assert "CUDA was asked for but is not available" in one_error_line(result) and not devices
+
+
 def test_wandb_offline_logs_a_run(cli, tmp_path):
     pytest.importorskip("wandb")
     result = cli("train", *QUICK, "--epoch-samples", "1", "--wandb", "--run-name", "w")
