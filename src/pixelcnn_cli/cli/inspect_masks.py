@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from ..building import resolve_device
+from ..causality import MIN_CHECK_SIZE
 from ..config import ArchitectureConfig
 from ..contracts import ModelSpec
 from ..images import check_png_target, save_png
@@ -102,7 +103,7 @@ def inspect_masks(
     out_hidden_fmaps: Annotated[Optional[int], typer.Option(help=f"Output block feature maps [default: the model's own; gated: {A.model_fields['out_hidden_fmaps'].default}]")] = None,
     hidden_layers: Annotated[Optional[int], typer.Option(help=f"Mask-B layers [default: the model's own; gated: {A.model_fields['hidden_layers'].default}]")] = None,
     model_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the model plugin (repeatable)")] = None,
-    size: Annotated[Optional[int], typer.Option(min=2, help="Side of the test image [default: the largest the model sees whole]")] = None,
+    size: Annotated[Optional[int], typer.Option(min=MIN_CHECK_SIZE, help="Side of the test image [default: the largest the model sees whole]")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Also save the masks and the view as a PNG")] = None,
     cuda: Annotated[bool, typer.Option("--cuda/--no-cuda", show_default=False, help="Run the check on CUDA [default: on the CPU, where a check this small is quick]")] = False,
 ) -> None:
