@@ -31,6 +31,7 @@ from pixelcnn_cli.building import place_model
 from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.models.gated import GatedPixelCNN
+from pixelcnn_cli.precision import full_fp32
 
 # name: (channels, height, width, color levels)
 CASES = {
@@ -78,7 +79,8 @@ def time_cached(model, spec, labels, uniforms, device, repeats: int, threads: in
     for _ in range(repeats):
         sync(device)
         started = time.perf_counter()
-        sampling.sample_cached(model, spec, labels, uniforms, cpu_threads=threads)
+        with full_fp32():  # as sampling.sample runs it (TF32 off on CUDA), so both samplers are timed alike
+            sampling.sample_cached(model, spec, labels, uniforms, cpu_threads=threads)
         sync(device)
         best = min(best, time.perf_counter() - started)
     return best

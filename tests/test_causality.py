@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from pixelcnn_cli.causality import check_causality, full_view_size
 from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
+from pixelcnn_cli.errors import ConfigError
+from pixelcnn_cli.inspection import inspect
 from pixelcnn_cli.models import layers
 from pixelcnn_cli.models.gated import GatedPixelCNNPlugin
 
@@ -56,6 +59,39 @@ def test_receptive_field_limit_is_not_called_a_blind_spot_when_within_reach():
     model, spec = build(1, 3, 1, 0)  # reach 2: a 3x3 image is fully seen
     assert full_view_size(model, spec) == 3
     assert check_causality(model, spec, 3, 3).ok
+
+
+def test_a_causal_kernel_of_one_is_refused_and_a_hidden_kernel_of_one_sees_exactly_the_past():
+    """Mask A 1x1 hides the earlier pixels of a pixel's own row (the check finds the blind spot
+    if the model is built anyway); mask B 1x1 only adds no reach."""
+    with pytest.raises(ValidationError, match="causal_ksize"):
+        ArchitectureConfig(causal_ksize=1)
+    for channels in (1, 3):
+        model, spec = build(channels, 1, 2, 10, causal_ksize=3)  # the smallest kernels accepted: reach 1
+        side = full_view_size(model, spec)
+        assert side == 2
+        assert check_causality(model, spec, side, side).ok
+
+
+def test_the_check_never_uses_an_image_smaller_than_2x2():
+    """A 1x1 image has no earlier pixel: a model blind to its own row or the row above would pass."""
+
+    class NoReach(torch.nn.Module):  # e.g. a plugin whose kernels add no reach
+        reach = 0
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 1)
+
+        def forward(self, x, labels=None):
+            return self.conv(x)[:, :, None] * 0  # (B, 2 levels, 1 channel, H, W), sees nothing
+
+    spec = ModelSpec(1, 16, 16, 2, 0)
+    assert full_view_size(NoReach(), spec) == 2
+    report = inspect(NoReach(), "noreach", spec, ArchitectureConfig()).report
+    assert (report.height, report.width) == (2, 2) and report.blind_spots > 0  # the blindness shows
+    with pytest.raises(ConfigError, match="at least 2"):
+        inspect(NoReach(), "noreach", spec, ArchitectureConfig(), size=1)
 
 
 def test_the_check_catches_a_vertical_stack_fed_without_its_shift(monkeypatch):

@@ -111,7 +111,8 @@ def test_config_file_supplies_options_and_flags_win(cli, tmp_path):
     [
         (["--color-levels", "1"], "color_levels"),
         (["--color-levels", "300"], "color_levels"),
-        (["--causal-ksize", "4"], "causal_ksize: must be a positive odd number"),
+        (["--causal-ksize", "4"], "causal_ksize: must be an odd number of at least 3 (got 4)"),
+        (["--causal-ksize", "1"], "causal_ksize: must be an odd number of at least 3 (got 1): a 1x1 mask-A kernel"),
         (["--hidden-ksize", "0"], "hidden_ksize"),
         (["--batch-size", "0"], "batch_size"),
         (["--epochs", "-1"], "epochs"),
@@ -216,6 +217,49 @@ def test_inspect_masks_of_a_trained_model_and_bad_input(cli, trained):
     assert "hidden_ksize" in one_error_line(cli("inspect-masks", "--hidden-ksize", "4"))
     assert "divisible by the 3 data channels" in one_error_line(cli("inspect-masks", "--hidden-fmaps", "31"))
     assert "must end in .png" in one_error_line(cli("inspect-masks", "--output", "masks.gif"))
+
+
+def test_inspect_masks_runs_on_the_cpu_unless_cuda_is_asked_for(cli, trained, monkeypatch):
+    from pixelcnn_cli import inspection
+
+    help_text = " ".join(cli("inspect-masks", "--help").stdout.split())
+    assert "--cuda / --no-cuda Run the check on CUDA [default: on the CPU" in help_text
+    devices = []
+    check = inspection.check_causality
+
+    def recording_check(model, *args, **kwargs):
+        devices.append(next(model.parameters()).device.type)
+        return check(model, *args, **kwargs)
+
+    monkeypatch.setattr(inspection, "check_causality", recording_check)
+    tiny = ["--channels", "1", "--hidden-layers", "1", "--hidden-fmaps", "2", "--out-hidden-fmaps", "2"]
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: True)  # the default must not depend on it
+        assert cli("inspect-masks", *tiny).exit_code == 0
+        assert cli("inspect-masks", "-m", trained).exit_code == 0
+        assert cli("inspect-masks", *tiny, "--no-cuda").exit_code == 0
+    assert devices == ["cpu"] * 3
+    devices.clear()
+    result = cli("inspect-masks", *tiny, "--cuda")
+    if torch.cuda.is_available():
+        assert result.exit_code == 0 and devices == ["cuda"]
+    else:  # asked for and missing: said so, not silently done on the CPU
+        assert "CUDA was asked for but is not available" in one_error_line(result) and not devices
+
+
+def test_a_causal_kernel_of_one_is_refused_in_one_line(cli):
+    """A 1x1 mask-A kernel leaves every pixel blind to its own row: refused before any work."""
+    for command in (["train", *QUICK, "--run-name", "blind"], ["inspect-masks"]):
+        stderr = one_error_line(cli(*command, "--causal-ksize", "1"))
+        assert len(stderr.strip().splitlines()) == 1
+        assert "causal_ksize: must be an odd number of at least 3 (got 1)" in stderr
+
+
+def test_inspect_masks_checks_at_least_a_2x2_image(cli):
+    result = cli("inspect-masks", "--channels", "1", "--causal-ksize", "3", "--hidden-ksize", "1")  # smallest kernels
+    assert result.exit_code == 0, result.stderr
+    assert "causal: every output depends on exactly the earlier pixels" in result.stdout
+    assert "on a 2x2x1 image" in result.stdout
 
 
 def test_wandb_offline_logs_a_run(cli, tmp_path):

@@ -74,11 +74,18 @@ class CausalityReport:
         return row, col, channel
 
 
+#: Side of the smallest image checked: a 1x1 image has no earlier pixel (only earlier colours),
+#: so a model blind to its own row or to the row above would pass.
+MIN_CHECK_SIZE = 2
+
+
 def full_view_size(model: nn.Module, spec: ModelSpec, cap: int = 8) -> int:
-    """Largest square image on which the model can see every earlier pixel (``model.reach`` + 1)."""
+    """Largest square image on which the model can see every earlier pixel (``model.reach`` + 1),
+    but never less than :data:`MIN_CHECK_SIZE`."""
     reach = getattr(model, "reach", None)
     limit = min(spec.height, spec.width)
-    return min(limit, reach + 1) if isinstance(reach, int) else min(limit, cap)
+    side = min(limit, reach + 1) if isinstance(reach, int) else min(limit, cap)
+    return max(side, MIN_CHECK_SIZE)
 
 
 def check_causality(

@@ -27,16 +27,30 @@ def _odd_kernel(value: int) -> int:
     return value
 
 
+def _causal_kernel(value: int) -> int:
+    # The pixels to the left in a pixel's own row reach it only through the horizontal stack,
+    # whose first (mask-A) kernel covers k // 2 of them; later layers pass on only what it saw.
+    # With k = 1 that is just the earlier colours of each pixel itself, so no pixel ever sees
+    # the last colour (for grey images: anything) of the earlier pixels in its row. A 1x1
+    # mask-B kernel is fine: it adds no reach but hides nothing.
+    if value < 3 or value % 2 == 0:
+        why = (": a 1x1 mask-A kernel leaves each pixel blind to the earlier pixels of its own row "
+               "(to their last colour, for RGB)") if value == 1 else ""
+        raise ValueError(f"must be an odd number of at least 3 (got {value}){why}")
+    return value
+
+
 class ArchitectureConfig(_Strict):
     """The gated PixelCNN's shape, with the seed's defaults."""
 
-    causal_ksize: int = Field(7, description="Kernel size of the causal (mask A) convolution")
-    hidden_ksize: int = Field(7, description="Kernel size of the hidden (mask B) convolutions")
+    causal_ksize: int = Field(7, description="Kernel size of the causal (mask A) convolution; odd, at least 3")
+    hidden_ksize: int = Field(7, description="Kernel size of the hidden (mask B) convolutions; odd")
     hidden_fmaps: int = Field(30, gt=0, description="Feature maps in the hidden layers (divisible by the data channels)")
     out_hidden_fmaps: int = Field(10, gt=0, description="Feature maps in the output block")
     hidden_layers: int = Field(6, ge=1, description="Number of gated blocks with mask B")
 
-    _check_kernels = field_validator("causal_ksize", "hidden_ksize")(_odd_kernel)
+    _check_causal_kernel = field_validator("causal_ksize")(_causal_kernel)
+    _check_hidden_kernel = field_validator("hidden_ksize")(_odd_kernel)
 
 
 class TrainConfig(ArchitectureConfig):

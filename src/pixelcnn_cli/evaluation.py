@@ -1,4 +1,8 @@
-"""Test negative log-likelihood in nats per image and bits per dimension."""
+"""Test negative log-likelihood in nats per image and bits per dimension.
+
+On CUDA it is computed in full fp32 (:func:`.precision.full_fp32`) unless ``tf32=True``: the
+figure does not depend on whether the GPU has TF32.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from .contracts import ModelSpec
 from .data.quantize import levels_to_input, to_levels
+from .precision import full_fp32
 
 
 @dataclass
@@ -25,10 +30,14 @@ class EvalResult:
         return {"nats_per_image": self.nats_per_image, "bits_per_dim": self.bits_per_dim, "images": self.images}
 
 
-def nll_terms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, color_levels: int) -> torch.Tensor:
-    """Per-dimension negative log-likelihoods (nats) of a batch of ``uint8`` images, ``B x C x H x W``."""
+def nll_terms(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, color_levels: int, tf32: bool = False
+) -> torch.Tensor:
+    """Per-dimension negative log-likelihoods (nats) of a batch of ``uint8`` images, ``B x C x H x W``
+    (on CUDA in full fp32 unless ``tf32``)."""
     levels = to_levels(images, color_levels)
-    logits = model(levels_to_input(levels, color_levels), labels)
+    with full_fp32(not tf32):
+        logits = model(levels_to_input(levels, color_levels), labels)
     return F.cross_entropy(logits.float(), levels, reduction="none")
 
 
@@ -39,8 +48,10 @@ def evaluate(
     spec: ModelSpec,
     device: torch.device,
     on_batch: Callable[[int, int], None] | None = None,
+    tf32: bool = False,
 ) -> EvalResult:
-    """Average NLL over every image of ``loader``; ``on_batch(done, total)`` reports progress."""
+    """Average NLL over every image of ``loader``; ``on_batch(done, total)`` reports progress.
+    On CUDA in full fp32 unless ``tf32`` (faster on recent GPUs, with TF32's rounding)."""
     was_training = model.training
     model.eval()
     total_nats = 0.0
@@ -50,7 +61,7 @@ def evaluate(
         for i, (images, labels) in enumerate(loader):
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True) if spec.num_classes else None
-            total_nats += float(nll_terms(model, images, labels, spec.color_levels).sum(dtype=torch.float64))
+            total_nats += float(nll_terms(model, images, labels, spec.color_levels, tf32).sum(dtype=torch.float64))
             count += images.shape[0]
             dims = images[0].numel()  # the data's own size, which may differ from training
             if on_batch:

@@ -18,7 +18,7 @@ from torch import nn
 
 from . import registry
 from .building import plugin_options
-from .causality import CausalityReport, check_causality, full_view_size
+from .causality import MIN_CHECK_SIZE, CausalityReport, check_causality, full_view_size
 from .config import ArchitectureConfig
 from .contracts import ModelSpec
 from .errors import ConfigError
@@ -133,6 +133,9 @@ def inspect(
     output is ``probe``, else the one with the largest blind spot, else the bottom middle.
     """
     side = size or full_view_size(model, spec)
+    if side < MIN_CHECK_SIZE:
+        raise ConfigError(f"--size: must be at least {MIN_CHECK_SIZE} (got {side}): a smaller image has no earlier "
+                          "pixel to check")
     known_blind_spot = bool(getattr(model, "has_blind_spot", False))
     # Trials go on while some earlier input is unseen; a declared blind spot never closes, and two
     # random probes with leaky ReLUs already find every real dependency, so stop after three.

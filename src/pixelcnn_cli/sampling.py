@@ -13,6 +13,9 @@ Two samplers:
   Models that do not offer it (``incremental_sampler``) fall back to ``naive``, with a notice.
 
 :func:`complete` samples the bottom of images whose top rows are given (image completion).
+
+Both run in full fp32 on CUDA (:func:`.precision.full_fp32`; ``tf32=True`` opts out for
+speed), so that the two samplers agree there too.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from torch import nn
 from .contracts import ModelSpec
 from .data.quantize import levels_to_input, levels_to_uint8
 from .errors import PixelCNNError
+from .precision import full_fp32
 
 Progress = Callable[[int, int], None]
 #: ``on_logits(row, col, channel, logits (B, L))``: every step's logits (tests, debugging)
@@ -45,10 +49,17 @@ DEFAULT_SAMPLER = "cached"
 CACHED_CPU_THREADS = 1
 
 
+def make_generator(seed: int | None, stream: int = 0) -> torch.Generator:
+    """A CPU generator seeded with ``seed + stream``, so that one ``--seed`` gives each use (uniforms,
+    labels, images to complete) its own repeatable stream; without a seed, seeded from torch's
+    global generator: different on every call."""
+    if seed is None:
+        return torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+    return torch.Generator().manual_seed(seed + stream)
+
+
 def draw_uniforms(count: int, channels: int, height: int, width: int, seed: int | None) -> torch.Tensor:
-    generator = torch.Generator()
-    generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_().item()))
-    return torch.rand(count, channels, height, width, generator=generator, dtype=torch.float64)
+    return torch.rand(count, channels, height, width, generator=make_generator(seed), dtype=torch.float64)
 
 
 def pick(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -60,7 +71,8 @@ def pick(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> to
 
 
 def resolve_labels(label: int, count: int, spec: ModelSpec, seed: int | None) -> torch.Tensor | None:
-    """``label`` for every image, ``-1`` for random classes; ``None`` for an unconditional model."""
+    """``label`` for every image, ``-1`` for random classes (repeatable with ``seed``); ``None`` for
+    an unconditional model."""
     if not spec.num_classes:
         if label != -1:
             raise PixelCNNError("--label: this model was trained without labels (unconditional); omit --label")
@@ -70,8 +82,7 @@ def resolve_labels(label: int, count: int, spec: ModelSpec, seed: int | None) ->
         raise PixelCNNError(f"--label: must be -1 or between 0 and {spec.num_classes - 1}{names}; got {label}")
     if label >= 0:
         return torch.full((count,), label, dtype=torch.long)
-    generator = torch.Generator().manual_seed((seed if seed is not None else 0) + 1)
-    return torch.randint(spec.num_classes, (count,), generator=generator)
+    return torch.randint(spec.num_classes, (count,), generator=make_generator(seed, 1))
 
 
 # -- choosing a sampler ---------------------------------------------------------------------
@@ -233,7 +244,7 @@ def _sample_cached(model, spec, labels, uniforms, temperature, on_step, known, k
     return levels
 
 
-def _run(model, spec, labels, uniforms, temperature, sampler, on_step, on_notice, known, keep_rows, on_logits):
+def _run(model, spec, labels, uniforms, temperature, sampler, on_step, on_notice, known, keep_rows, on_logits, tf32):
     _check(spec, labels, uniforms, temperature)
     chosen, notice = choose_sampler(model, sampler)
     if notice and on_notice:
@@ -241,7 +252,9 @@ def _run(model, spec, labels, uniforms, temperature, sampler, on_step, on_notice
     run = sample_cached if chosen == "cached" else sample_naive
     was_training = model.training
     try:
-        return run(model, spec, labels, uniforms, temperature, on_step, known=known, keep_rows=keep_rows, on_logits=on_logits)
+        with full_fp32(not tf32):
+            return run(model, spec, labels, uniforms, temperature, on_step, known=known, keep_rows=keep_rows,
+                       on_logits=on_logits)
     finally:
         model.train(was_training)
 
@@ -256,14 +269,16 @@ def sample(
     on_step: Progress | None = None,
     on_notice: Notice | None = None,
     on_logits: LogitsHook | None = None,
+    tf32: bool = False,
 ) -> torch.Tensor:
     """Draw ``len(uniforms)`` images of the uniforms' size (levels ``N x C x H x W``).
 
     ``sampler``: ``auto`` (cached when the model offers it, else naive), ``cached`` (the same,
     but a fallback is worth a notice) or ``naive``. ``on_notice(message)`` hears about a
-    fallback; ``on_step(done, total)`` counts pixels x colours.
+    fallback; ``on_step(done, total)`` counts pixels x colours. On CUDA it runs in full fp32
+    unless ``tf32`` (faster on recent GPUs; the two samplers' logits then differ by TF32 rounding, ~1e-3).
     """
-    return _run(model, spec, labels, uniforms, temperature, sampler, on_step, on_notice, None, 0, on_logits)
+    return _run(model, spec, labels, uniforms, temperature, sampler, on_step, on_notice, None, 0, on_logits, tf32)
 
 
 def complete(
@@ -278,11 +293,12 @@ def complete(
     on_step: Progress | None = None,
     on_notice: Notice | None = None,
     on_logits: LogitsHook | None = None,
+    tf32: bool = False,
 ) -> torch.Tensor:
     """Keep the top ``keep_rows`` rows of ``known`` (levels ``N x C x H x W``) and sample the rest.
 
     ``uniforms`` has ``known``'s shape (the kept rows' uniforms are not used). Both samplers
-    support it; the cached one feeds the kept rows through its caches.
+    support it; the cached one feeds the kept rows through its caches. ``tf32``: as for :func:`sample`.
     """
     if known.dim() != 4 or known.shape != uniforms.shape:
         raise PixelCNNError(f"images to complete must be shaped like the uniforms {tuple(uniforms.shape)}; got {tuple(known.shape)}")
@@ -291,7 +307,8 @@ def complete(
         raise PixelCNNError(f"--keep-rows: must be between 0 and {height - 1} for {height}-row images; got {keep_rows}")
     if known.numel() and (int(known.min()) < 0 or int(known.max()) >= spec.color_levels):
         raise PixelCNNError(f"images to complete must hold levels between 0 and {spec.color_levels - 1}")
-    return _run(model, spec, labels, uniforms, temperature, sampler, on_step, on_notice, known.long(), keep_rows, on_logits)
+    return _run(model, spec, labels, uniforms, temperature, sampler, on_step, on_notice, known.long(), keep_rows,
+                on_logits, tf32)
 
 
 # -- pictures of completions ----------------------------------------------------------------

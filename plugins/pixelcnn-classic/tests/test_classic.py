@@ -117,6 +117,19 @@ def test_options_are_validated_by_the_plugin():
     assert result.exit_code != 0 and result.stderr.strip() == "error: hidden_fmaps: must be at least the 3 data channels (got 2)"
 
 
+def test_a_causal_kernel_of_one_is_refused():
+    """A 1x1 mask A never shows a pixel the last colour of an earlier one (for grey images: nothing)."""
+    with pytest.raises(ValueError, match="at least 3"):
+        ClassicOptions(causal_ksize=1)
+    for command in (["inspect-masks", "--model", "classic", "--causal-ksize", "1"],
+                    ["train", "--dataset", "mnist-sample", "--model", "classic", "--model-option", "causal_ksize=1"]):
+        result = cli(*command)
+        assert result.exit_code == 2 and "Traceback" not in result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("error: model_options.causal_ksize: must be an odd number of at least 3 (got 1): a 1x1")
+    assert ClassicOptions(causal_ksize=3, hidden_ksize=1).hidden_ksize == 1  # adds no reach, hides nothing
+
+
 def test_inspect_masks_shows_the_blind_spot_beside_the_gated_view(tmp_path):
     result = cli("inspect-masks", "--model", "classic", "--channels", "1", "--causal-ksize", "3", "--hidden-ksize", "3",
                  "--hidden-layers", "2", "--hidden-fmaps", "4", "--out-hidden-fmaps", "4", "-o", "views.png")

@@ -27,6 +27,7 @@ def eval_command(
     runs_dir: Annotated[str, typer.Option(help="Where to look for the newest run when -m is not given")] = "runs",
     cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
     device: Annotated[Optional[str], typer.Option(help="torch device (overrides --cuda)")] = None,
+    tf32: Annotated[bool, typer.Option("--tf32", help="On CUDA, allow TF32 arithmetic: faster on recent GPUs, at TF32's rounding [default: full fp32]")] = False,
 ) -> None:
     """Test negative log-likelihood of a trained model, in nats/image and bits/dim."""
     model, spec, config, path, torch_device = load_model(model_path, runs_dir, device_from_flags(device, cuda))
@@ -38,7 +39,7 @@ def eval_command(
     if spec.num_classes and data.num_classes > spec.num_classes:
         raise DataError(f"{name} has {data.num_classes} classes but the model knows {spec.num_classes}")
     loader = make_loader(data.test, batch_size, False)
-    result = evaluate(model, loader, spec, torch_device)
+    result = evaluate(model, loader, spec, torch_device, tf32=tf32)
     record = {"checkpoint": str(path), "dataset": name, "split": "test", **result.as_dict()}
     if as_json:
         typer.echo(json.dumps(record))

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ..building import resolve_device
+from ..causality import MIN_CHECK_SIZE
 from ..config import ArchitectureConfig
 from ..contracts import ModelSpec
 from ..images import check_png_target, save_png
@@ -101,9 +103,9 @@ def inspect_masks(
     out_hidden_fmaps: Annotated[Optional[int], typer.Option(help=f"Output block feature maps [default: the model's own; gated: {A.model_fields['out_hidden_fmaps'].default}]")] = None,
     hidden_layers: Annotated[Optional[int], typer.Option(help=f"Mask-B layers [default: the model's own; gated: {A.model_fields['hidden_layers'].default}]")] = None,
     model_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the model plugin (repeatable)")] = None,
-    size: Annotated[Optional[int], typer.Option(min=2, help="Side of the test image [default: the largest the model sees whole]")] = None,
+    size: Annotated[Optional[int], typer.Option(min=MIN_CHECK_SIZE, help="Side of the test image [default: the largest the model sees whole]")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Also save the masks and the view as a PNG")] = None,
-    cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
+    cuda: Annotated[bool, typer.Option("--cuda/--no-cuda", show_default=False, help="Run the check on CUDA [default: on the CPU, where a check this small is quick]")] = False,
 ) -> None:
     """Show the type A and B masks and prove the network's causality by gradients.
 
@@ -114,8 +116,9 @@ def inspect_masks(
     if channels == 2:
         raise typer.BadParameter("must be 1 (grey) or 3 (RGB)", param_hint="--channels")
     target = check_png_target(output) if output else None
+    device = resolve_device("cuda" if cuda else "cpu")
     if model_path:
-        net, spec, config, path, _ = load_model(model_path, "runs", "cpu" if cuda is False or cuda is None else "cuda")
+        net, spec, config, path, _ = load_model(model_path, "runs", str(device))
         name = config.model
         shape = model_shape(net, {**config.architecture(), **config.model_options})
         common.out.print(f"checkpoint {path}: model {name}, {spec.channels} channel(s), {spec.color_levels} levels")
@@ -126,12 +129,14 @@ def inspect_masks(
         name = model
         net, options = build_fresh(model, spec, flags, parse_key_values(model_option, "--model-option") or {})
         shape = model_shape(net, options.model_dump())
+        net.to(device)
     arch = kernel_sizes(shape)
     net.eval()
     result = inspect(net, name, spec, arch, size)
     reference = None
     if name != REFERENCE:
-        reference = inspect(reference_model(spec, arch), REFERENCE, spec, arch, result.report.height, probe=result.probe)
+        reference = inspect(reference_model(spec, arch).to(device), REFERENCE, spec, arch, result.report.height,
+                            probe=result.probe)
 
     common.out.print(_mask_table(result.mask_a, f"mask A ({arch.causal_ksize}x{arch.causal_ksize}, first layer)"))
     common.out.print(_mask_table(result.mask_b, f"mask B ({arch.hidden_ksize}x{arch.hidden_ksize}, later layers)"))

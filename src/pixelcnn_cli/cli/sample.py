@@ -19,6 +19,7 @@ from ..sampling import (
     complete as run_completion,
     completion_tiles,
     draw_uniforms,
+    make_generator,
     resolve_labels,
     sample as run_sampler,
 )
@@ -54,6 +55,7 @@ def sample(
     runs_dir: Annotated[str, typer.Option(help="Where to look for the newest run when -m is not given")] = "runs",
     cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
     device: Annotated[Optional[str], typer.Option(help="torch device (overrides --cuda)")] = None,
+    tf32: Annotated[bool, typer.Option("--tf32", help="On CUDA, allow TF32 arithmetic: faster on recent GPUs, but the cached and naive samplers then round differently [default: full fp32]")] = False,
 ) -> None:
     """Generate images from a trained model and save them as a PNG grid.
 
@@ -99,7 +101,8 @@ def sample(
         labels = resolve_labels(options.label, options.count, spec, options.seed)
         uniforms = draw_uniforms(options.count, spec.channels, h, w, options.seed)
         with sampling_progress("sampling", options.count) as progress:
-            levels = run_sampler(model, spec, labels, uniforms, options.temperature, sampler, progress, notice)
+            levels = run_sampler(model, spec, labels, uniforms, options.temperature, sampler, progress, notice,
+                                 tf32=tf32)
         save_levels_grid(levels, spec.color_levels, target, nrow)
         what = f"label {options.label}" if options.label >= 0 else ("random labels" if spec.num_classes else "unconditional")
         common.out.print(f"wrote {options.count} samples ({h}x{w}, {what}) to {target}")
@@ -121,9 +124,7 @@ def sample(
         if total == 0:
             raise DataError(f"{train_config.dataset} has no test images to complete")
         if wanted is None:
-            generator = torch.Generator().manual_seed((options.seed if options.seed is not None else
-                                                        int(torch.randint(2**31, ()).item())) + 2)
-            wanted = torch.randperm(total, generator=generator)[: min(sources, total)].tolist()
+            wanted = torch.randperm(total, generator=make_generator(options.seed, 2))[: min(sources, total)].tolist()
         bad = [i for i in wanted if i >= total]
         if bad:
             raise DataError(f"--indices: {train_config.dataset} has {total} test images (0 to {total - 1}); got {bad[0]}")
@@ -151,7 +152,8 @@ def sample(
     labels = labels.repeat_interleave(per) if labels is not None else None
     uniforms = draw_uniforms(n_sources * per, spec.channels, h, w, options.seed)
     with sampling_progress("completing", n_sources * per) as progress:
-        levels = run_completion(model, spec, known, keep, labels, uniforms, options.temperature, sampler, progress, notice)
+        levels = run_completion(model, spec, known, keep, labels, uniforms, options.temperature, sampler, progress, notice,
+                                tf32=tf32)
     picture = grid(completion_tiles(originals, levels, keep, spec.color_levels), nrow=per + 2)
     scale = max(1, min(4, 256 // max(picture.shape[1:])))
     save_png(to_pil(picture, scale), target)

@@ -34,13 +34,25 @@ class ClassicOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    causal_ksize: int = Field(7, description="Kernel size of the first (mask A) convolution")
+    causal_ksize: int = Field(7, description="Kernel size of the first (mask A) convolution; odd, at least 3")
     hidden_ksize: int = Field(3, description="Kernel size of the mask-B convolution in each residual block")
     hidden_fmaps: int = Field(30, gt=0, description="h: feature maps inside a residual block (the blocks carry 2h)")
     out_hidden_fmaps: int = Field(10, gt=0, description="Feature maps of the output block")
     hidden_layers: int = Field(6, ge=1, description="Number of residual blocks")
 
-    @field_validator("causal_ksize", "hidden_ksize")
+    @field_validator("causal_ksize")
+    @classmethod
+    def _causal(cls, value: int) -> int:
+        # A 1x1 mask-A kernel shows each pixel only the earlier colours of itself, and the
+        # mask-B layers only spread what the first layer saw: the last colour of every earlier
+        # pixel (for grey images, every earlier pixel) would never be seen.
+        if value < 3 or value % 2 == 0:
+            why = (": a 1x1 mask-A kernel leaves the model blind to every earlier pixel "
+                   "(to their last colour, for RGB)") if value == 1 else ""
+            raise ValueError(f"must be an odd number of at least 3 (got {value}){why}")
+        return value
+
+    @field_validator("hidden_ksize")
     @classmethod
     def _odd(cls, value: int) -> int:
         if value < 1 or value % 2 == 0:
