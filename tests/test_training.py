@@ -454,11 +454,11 @@ def test_bf16_on_a_gpu_without_bfloat16_is_refused_up_front(monkeypatch):
 
 
 def test_only_running_statistics_are_resent_under_ddp():
-    from pixelcnn_cli.training.loop import _keeps_running_statistics
+    from pixelcnn_cli.distributed import keeps_running_statistics
 
     spec = ModelSpec(1, 8, 8, 2, 10)
-    assert not _keeps_running_statistics(GatedPixelCNN(spec, ArchitectureConfig()))  # masks are constant
-    assert _keeps_running_statistics(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)))
+    assert not keeps_running_statistics(GatedPixelCNN(spec, ArchitectureConfig()))  # masks are constant
+    assert keeps_running_statistics(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)))
 
 
 class HostReads(Callback):

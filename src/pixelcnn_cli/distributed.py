@@ -13,6 +13,7 @@ waiting in a collective.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,8 +21,10 @@ from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from .building import resolve_device
+from .contracts import ModelSpec
 from .errors import ConfigError, PixelCNNError, TrainingError
 
 T = TypeVar("T")
@@ -176,3 +179,54 @@ def main_first(ctx: DistContext, fn: Callable[[], T]) -> T:
     if message:
         _raise_shared(message)
     return fn()
+
+
+def has_unused_parameters(model: nn.Module, spec: ModelSpec, device: torch.device) -> bool:
+    """Whether some parameters get no gradient (DDP must then look for them at every step).
+
+    One forward and backward pass of a blank image tells; random states and ``.grad`` stay untouched.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            x = torch.zeros(1, spec.channels, spec.height, spec.width, device=device)
+            labels = torch.zeros(1, dtype=torch.long, device=device) if spec.num_classes else None
+            out = model(x, labels)
+            grads = torch.autograd.grad(out.float().sum(), params, allow_unused=True)
+    finally:
+        model.train(was_training)
+    return any(g is None for g in grads)
+
+
+def keeps_running_statistics(model: nn.Module) -> bool:
+    """Whether the model has buffers that training changes (batch norm's running statistics).
+
+    Only those need DDP to send rank 0's buffers at every forward; the masks of a PixelCNN are
+    constant buffers, and re-sending them would cost a broadcast per step for nothing.
+    """
+    return any(isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats for m in model.modules())
+
+
+def _buffer_sync(sync: bool) -> dict[str, bool]:
+    """DDP's keyword for re-sending buffers at every forward: ``forward_sync_buffers`` in newer
+    torch (2.14 deprecates ``broadcast_buffers``), ``broadcast_buffers`` in older ones."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": sync}
+    return {"broadcast_buffers": sync}
+
+
+def wrap_model(model: nn.Module, ctx: DistContext, device: torch.device, spec: ModelSpec) -> nn.Module:
+    """``model`` in DistributedDataParallel when there are several processes, else itself."""
+    if not ctx.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=has_unused_parameters(model, spec, device),
+        **_buffer_sync(keeps_running_statistics(model)),
+    )

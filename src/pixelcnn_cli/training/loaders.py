@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ..data.loading import collate, worker_leaves_signals
 from ..distributed import DistContext
 
 
@@ -40,3 +42,16 @@ class LimitedLoader:
     def __len__(self) -> int:
         return min(len(self.loader), self.limit) if self.limit else len(self.loader)
 
+
+def train_loader(dataset: Any, ctx: DistContext, data_seed: int, batch_size: int, num_workers: int,
+                 pin: bool) -> tuple[EpochSampler, DataLoader, torch.Generator]:
+    """The training batches of this rank: its sampler (set the epoch and the batches to skip on
+    it), the loader, and the generator that seeds the workers (reseed it every epoch)."""
+    sampler = EpochSampler(dataset, ctx, data_seed, batch_size)
+    generator = torch.Generator()
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate,
+        pin_memory=pin, generator=generator, drop_last=False, persistent_workers=num_workers > 0,
+        worker_init_fn=worker_leaves_signals if num_workers else None,
+    )
+    return sampler, loader, generator

@@ -27,10 +27,8 @@ files and calls the callbacks (except those with ``all_ranks = True``).
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import math
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -38,14 +36,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from .. import __version__, distributed, registry
 from ..building import build_model, load_data, place_model, spec_for, spec_to_dict
 from ..checkpoint import save_checkpoint
 from ..config import TrainConfig
 from ..contracts import ModelSpec
-from ..data.loading import collate, make_loader, worker_leaves_signals
+from ..data.loading import make_loader
 from ..data.quantize import levels_to_input, to_levels
 from ..ema import WeightAverage
 from ..errors import CheckpointError, ConfigError, TrainingError
@@ -54,11 +51,11 @@ from ..images import save_levels_grid
 from ..sampling import draw_uniforms, sample
 from ..schedules import lr_factor
 from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
-from .loaders import EpochSampler, LimitedLoader
+from .loaders import LimitedLoader, train_loader
 from .optimizer import guarded_step, load_state, make_adam
 from .resume import ResumePoint, rng_states, restore_rng, check_resume_config, load_resume
 from .reproducibility import deterministic_algorithms
-from .run_folder import probe_writable, write_text_atomic, writing, check_free_space, prepare_run_dir
+from .run_folder import open_run_dir, write_text_atomic, writing
 from .stopping import StopRequest, TrainingInterrupted
 
 
@@ -79,25 +76,6 @@ def epoch_labels(count: int, spec: ModelSpec) -> torch.Tensor | None:
 
 
 
-def _has_unused_parameters(model: nn.Module, spec: ModelSpec, device: torch.device) -> bool:
-    """Whether some parameters get no gradient (DDP must then look for them at every step).
-
-    One forward and backward pass of a blank image tells; random states and ``.grad`` stay untouched.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            x = torch.zeros(1, spec.channels, spec.height, spec.width, device=device)
-            labels = torch.zeros(1, dtype=torch.long, device=device) if spec.num_classes else None
-            out = model(x, labels)
-            grads = torch.autograd.grad(out.float().sum(), params, allow_unused=True)
-    finally:
-        model.train(was_training)
-    return any(g is None for g in grads)
-
-
 class _Abandon(Exception):
     """Rank 0 leaves evaluation or sampling because a stop was requested."""
 
@@ -107,25 +85,6 @@ def check_precision(precision: str, device: torch.device) -> None:
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         name = torch.cuda.get_device_name(device)
         raise ConfigError(f"--precision bf16: this GPU ({name}) has no bfloat16 support; use --precision fp32")
-
-
-def _keeps_running_statistics(model: nn.Module) -> bool:
-    """Whether the model has buffers that training changes (batch norm's running statistics).
-
-    Only those need DDP to send rank 0's buffers at every forward; the masks of a PixelCNN are
-    constant buffers, and re-sending them would cost a broadcast per step for nothing.
-    """
-    return any(isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats for m in model.modules())
-
-
-def _buffer_sync(sync: bool) -> dict[str, bool]:
-    """DDP's keyword for re-sending buffers at every forward: ``forward_sync_buffers`` since torch
-    2.12 or so (``broadcast_buffers`` is deprecated there), ``broadcast_buffers`` before."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
-        return {"forward_sync_buffers": sync}
-    return {"broadcast_buffers": sync}
 
 
 def state_bytes(module: nn.Module) -> int:
@@ -202,7 +161,10 @@ class _Run:
         }
 
         checkpoint_bytes = state_bytes(model) * (3 + (1 if cfg.ema else 0)) + 2**20
-        self.run_dir = distributed.on_main(ctx, lambda: self._make_run_dir(checkpoint_bytes, fresh=point is None))
+        record = {"config": cfg.model_dump(mode="json"), "spec": spec_to_dict(spec), "model_options": self.model_options,
+                  "plugins": self.plugins, "package_version": __version__}
+        existing = None if point is None else self.run_dir
+        self.run_dir = distributed.on_main(ctx, lambda: open_run_dir(cfg, existing, record, checkpoint_bytes))
 
         # data order: a pure function of the data seed and the epoch (and the rank)
         if point is not None:
@@ -214,13 +176,8 @@ class _Run:
         self.data_seed = data_seed
         pin = device.type == "cuda"
         self.pin = pin
-        self.sampler = EpochSampler(data.train, ctx, data_seed, cfg.batch_size)
-        self.loader_generator = torch.Generator()
-        self.train_loader = DataLoader(
-            data.train, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.num_workers,
-            collate_fn=collate, pin_memory=pin, generator=self.loader_generator, drop_last=False,
-            persistent_workers=cfg.num_workers > 0, worker_init_fn=worker_leaves_signals if cfg.num_workers else None,
-        )
+        self.sampler, self.train_loader, self.loader_generator = train_loader(
+            data.train, ctx, data_seed, cfg.batch_size, cfg.num_workers, pin)
         test_loader = make_loader(data.test, max(cfg.batch_size, 128), False, None, cfg.num_workers, pin)
         self.test_loader = LimitedLoader(test_loader, cfg.limit_test_batches)
         batches = math.ceil(self.sampler.num_samples / cfg.batch_size)
@@ -238,16 +195,7 @@ class _Run:
         if point is not None:
             raw = state.get("raw_model_state") or point.checkpoint["model_state"]
             self._load(lambda: model.load_state_dict(raw), "model weights")
-        if ctx.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.net: nn.Module = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=_has_unused_parameters(model, spec, device),
-                **_buffer_sync(_keeps_running_statistics(model)),
-            )
-        else:
-            self.net = model
+        self.net: nn.Module = distributed.wrap_model(model, ctx, device, spec)
         if cfg.compile:  # opt-in: compilation costs a slow first step, pays off on long GPU runs
             self.net = torch.compile(self.net)
         self.ema = WeightAverage(model, cfg.ema) if cfg.ema else None
@@ -280,27 +228,6 @@ class _Run:
             fn()
         except (RuntimeError, ValueError, KeyError, TypeError):
             raise CheckpointError(f"the checkpoint's {what} do not fit this run (was it changed by hand?)") from None
-
-    def _make_run_dir(self, checkpoint_bytes: int, fresh: bool) -> Path:
-        cfg = self.config
-        if fresh:
-            run_dir = prepare_run_dir(cfg)
-            try:
-                check_free_space(run_dir, checkpoint_bytes * 3)  # last.pt, best.pt and one being written
-            except TrainingError:
-                shutil.rmtree(run_dir, ignore_errors=True)  # leave no empty run folder behind
-                raise
-        else:
-            run_dir = self.run_dir
-            probe_writable(run_dir)
-            for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a process killed while saving
-                stale.unlink(missing_ok=True)
-            check_free_space(run_dir, checkpoint_bytes)
-        record = {"config": cfg.model_dump(mode="json"), "spec": spec_to_dict(self.spec), "model_options": self.model_options,
-                  "plugins": self.plugins, "package_version": __version__}
-        with writing(run_dir / "config.json"):
-            write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2))
-        return run_dir
 
     def _restore(self, point: ResumePoint, state: dict[str, Any]) -> None:
         cfg, ckpt = self.config, point.checkpoint

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..config import TrainConfig
 from ..errors import TrainingError
@@ -76,3 +78,23 @@ def writing(what: Path):
     except OSError as error:
         raise TrainingError(f"cannot write {what}: {error.strerror or error}") from None
 
+
+def open_run_dir(config: TrainConfig, existing: Path | None, record: dict[str, Any], checkpoint_bytes: int) -> Path:
+    """A new run folder (``existing`` None) or the one being resumed, checked for room and with
+    ``config.json`` (``record``) written; ``checkpoint_bytes`` is the size of one checkpoint."""
+    if existing is None:
+        run_dir = prepare_run_dir(config)
+        try:
+            check_free_space(run_dir, checkpoint_bytes * 3)  # last.pt, best.pt and one being written
+        except TrainingError:
+            shutil.rmtree(run_dir, ignore_errors=True)  # leave no empty run folder behind
+            raise
+    else:
+        run_dir = existing
+        probe_writable(run_dir)
+        for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a process killed while saving
+            stale.unlink(missing_ok=True)
+        check_free_space(run_dir, checkpoint_bytes)
+    with writing(run_dir / "config.json"):
+        write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2))
+    return run_dir
