@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .contracts import ModelSpec
+from .likelihood import level_logits
 
 
 @dataclass
@@ -123,7 +124,7 @@ def check_causality(
             b = len(outputs)
             xb = x.expand(b, -1, -1, -1).clone().requires_grad_(True)
             labels = label.expand(b) if spec.num_classes else None
-            logits = model(xb, labels)  # (b, L, C, H, W)
+            logits = level_logits(model, model(xb, labels), xb)  # (b, L, C, H, W)
             pixel, channel = outputs // c, outputs % c
             row, col = pixel // width, pixel % width
             picked = logits[torch.arange(b), :, channel, row, col]  # (b, L)

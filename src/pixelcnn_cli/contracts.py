@@ -12,6 +12,20 @@ options) and a ``build(options, spec)`` method returning an ``nn.Module`` whose
 ``(B, color_levels, C, H, W)``. The output at a pixel and colour must depend only on earlier
 pixels and earlier colours of the same pixel (``pixelcnn inspect-masks`` checks this).
 
+A model whose likelihood is not a softmax over levels (PixelCNN++'s logistic mixture) returns
+what it likes from ``forward`` and defines two methods that say what it means, both computed
+pixel by pixel (:mod:`pixelcnn_cli.likelihood` is where the host uses them):
+
+* ``nll(output, x)`` -> ``(B, C, H, W)``: ``-log p`` in nats of each colour of the images ``x``
+  (the forward's input) given everything before it; training minimises its mean, ``eval``
+  reports it;
+* ``level_log_probs(output, x)`` -> ``(B, color_levels, C, H, W)``: each colour's
+  log-distribution over every level given the earlier colours in ``x`` (never its own value);
+  the samplers draw from it, and ``inspect-masks`` checks its dependencies.
+
+A model with logits needs neither: the host applies the softmax. Models written for the first
+contract keep working unchanged.
+
 Optional attributes the host reads when present:
 
 * on either plugin, ``description``: one line shown by ``pixelcnn plugins --json``;

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from .contracts import ModelSpec
 from .data.quantize import levels_to_input, to_levels
+from .likelihood import nll_per_dim
 from .precision import full_fp32
 
 
@@ -36,9 +36,10 @@ def nll_terms(
     """Per-dimension negative log-likelihoods (nats) of a batch of ``uint8`` images, ``B x C x H x W``
     (on CUDA in full fp32 unless ``tf32``)."""
     levels = to_levels(images, color_levels)
+    x = levels_to_input(levels, color_levels)
     with full_fp32(not tf32):
-        logits = model(levels_to_input(levels, color_levels), labels)
-    return F.cross_entropy(logits.float(), levels, reduction="none")
+        output = model(x, labels)
+        return nll_per_dim(model, output, x, levels)
 
 
 @torch.no_grad()

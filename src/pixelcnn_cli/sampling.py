@@ -30,6 +30,7 @@ from torch import nn
 from .contracts import ModelSpec
 from .data.quantize import levels_to_input, levels_to_uint8
 from .errors import PixelCNNError
+from .likelihood import inner_model, level_logits
 from .precision import full_fp32
 
 Progress = Callable[[int, int], None]
@@ -90,13 +91,9 @@ def resolve_labels(label: int, count: int, spec: ModelSpec, seed: int | None) ->
 
 def incremental_model(model: nn.Module) -> nn.Module | None:
     """The module that offers cached incremental state (``incremental_sampler(labels, count,
-    height, width)``, see :class:`~.models.incremental.SupportsIncremental`): ``model`` itself,
-    or the model inside a DistributedDataParallel (``module``) or ``torch.compile``
-    (``_orig_mod``) wrapper; ``None`` when there is none."""
-    for candidate in (model, getattr(model, "module", None), getattr(model, "_orig_mod", None)):
-        if isinstance(candidate, nn.Module) and callable(getattr(candidate, "incremental_sampler", None)):
-            return candidate
-    return None
+    height, width)``, see :class:`~.models.incremental.SupportsIncremental`), unwrapped from DDP
+    or ``torch.compile``; ``None`` when there is none."""
+    return inner_model(model, "incremental_sampler")
 
 
 def supports_incremental(model: nn.Module) -> bool:
@@ -167,7 +164,11 @@ def sample_naive(
     for row in range(keep_rows, height):
         for col in range(width):
             for ch in range(channels):
-                logits = model(levels_to_input(levels, spec.color_levels), labels)[:, :, ch, row, col]
+                x = levels_to_input(levels, spec.color_levels)
+                output = model(x, labels)
+                # likelihoods are computed pixel by pixel: only this pixel's (a 1 x 1 slice keeps the shapes)
+                here = (..., slice(row, row + 1), slice(col, col + 1))
+                logits = level_logits(model, output[here], x[here])[:, :, ch, 0, 0]
                 if on_logits:
                     on_logits(row, col, ch, logits)
                 levels[:, ch, row, col] = pick(logits, uniforms[:, ch, row, col], temperature).to(device)

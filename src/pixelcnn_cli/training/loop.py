@@ -48,6 +48,7 @@ from ..ema import WeightAverage
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..evaluation import evaluate
 from ..images import save_levels_grid
+from ..likelihood import nll_per_dim
 from ..sampling import draw_uniforms, sample
 from ..schedules import lr_factor
 from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
@@ -412,10 +413,11 @@ class _Run:
             images = images.to(device, non_blocking=self.pin)
             labels = labels.to(device, non_blocking=self.pin) if self.spec.num_classes else None
             levels = to_levels(images, self.spec.color_levels)
+            x = levels_to_input(levels, self.spec.color_levels)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                logits = model(levels_to_input(levels, self.spec.color_levels), labels)
-            # reduction="none", then the mean: CUDA's reduced NLL kernel has no deterministic version
-            loss = nn.functional.cross_entropy(logits.float(), levels, reduction="none").mean()
+                output = model(x, labels)
+            # per dimension, then the mean: CUDA's reduced NLL kernel has no deterministic version
+            loss = nll_per_dim(self.model, output, x, levels).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_norm)

@@ -1,0 +1,49 @@
+"""What a model's output means: the host's one place that turns it into likelihoods.
+
+A model plugin's ``forward`` returns either logits over the levels, ``B x L x C x H x W`` (the
+contract every model has had: the likelihood is their softmax), or any output together with two
+methods on the model that say what it means (the contract's extension, which a mixture
+likelihood needs; see :mod:`pixelcnn_cli.contracts`):
+
+* ``nll(output, x) -> B x C x H x W``: ``-log p`` in nats of each colour of the images ``x``
+  (on the input scale) given the colours and pixels before it;
+* ``level_log_probs(output, x) -> B x L x C x H x W``: each colour's log-distribution over every
+  level, given the earlier colours in ``x``.
+
+Both are computed pixel by pixel (the host passes single pixels when sampling). Training, eval,
+the samplers and the causality check all go through :func:`nll_per_dim` and
+:func:`level_logits`, so a model with its own likelihood is trained, scored, sampled and
+checked exactly as one with logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def inner_model(model: nn.Module, attribute: str) -> nn.Module | None:
+    """The module that has ``attribute``: ``model`` itself, or the model inside a
+    DistributedDataParallel (``module``) or ``torch.compile`` (``_orig_mod``) wrapper."""
+    for candidate in (model, getattr(model, "module", None), getattr(model, "_orig_mod", None)):
+        if isinstance(candidate, nn.Module) and callable(getattr(candidate, attribute, None)):
+            return candidate
+    return None
+
+
+def nll_per_dim(model: nn.Module, output: torch.Tensor, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """``-log p`` in nats of every colour of every pixel, ``B x C x H x W`` (``x``: the input, ``levels``: the same as levels)."""
+    own = inner_model(model, "nll")
+    if own is not None:
+        return own.nll(output, x)
+    return F.cross_entropy(output.float(), levels, reduction="none")
+
+
+def level_logits(model: nn.Module, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Unnormalised log-probabilities of every level, ``B x L x C x H x W``: the logits themselves,
+    or the model's ``level_log_probs``."""
+    own = inner_model(model, "level_log_probs")
+    if own is not None:
+        return own.level_log_probs(output, x)
+    return output
