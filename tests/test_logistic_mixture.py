@@ -18,9 +18,9 @@ def random_case(channels: int, levels: int, seed: int = 0, scale: float = 2.0):
     return params, data, x
 
 
-def independent_nll(params: torch.Tensor, data: torch.Tensor, levels: int) -> torch.Tensor:
+def independent_nll(params: torch.Tensor, data: torch.Tensor, levels: int, mixtures: int = K) -> torch.Tensor:
     """``-log p(pixel)`` in float64 straight from the definition: sigmoid differences, no log space."""
-    p, c = params.double(), data.shape[1]
+    p, c, K = params.double(), data.shape[1], mixtures  # noqa: N806 (the paper's K)
     b, _, h, w = p.shape
     x = data.double() * (2 / (levels - 1)) - 1
     weights = torch.softmax(p[:, :K], dim=1)

@@ -43,6 +43,7 @@ class Inspection:
     report: CausalityReport
     probe: tuple[int, int, int]  # the output whose view is drawn
     known_blind_spot: bool = False  # the model declares ``has_blind_spot = True``
+    masked: bool = True  # the model has mask A/B kernels to draw (PixelCNN++ has none)
 
     def earlier_inputs(self, probe: tuple[int, int, int] | None = None) -> int:
         """How many inputs come before the output ``probe`` (default: the drawn one)."""
@@ -79,6 +80,11 @@ def model_shape(model: nn.Module, fallback: dict[str, Any] | None = None) -> dic
             values.update(options.model_dump())
             break
     return values
+
+
+def has_masks(values: dict[str, Any]) -> bool:
+    """Whether a model's options name mask kernels (gated, classic): else there are none to draw."""
+    return any(isinstance(values.get(k), int) for k in ("causal_ksize", "hidden_ksize"))
 
 
 def kernel_sizes(values: dict[str, Any]) -> ArchitectureConfig:
@@ -126,6 +132,7 @@ def inspect(
     arch: Any,
     size: int | None = None,
     probe: tuple[int, int, int] | None = None,
+    masked: bool = True,
 ) -> Inspection:
     """Check ``model`` by gradients on a square image (default: the largest it sees whole).
 
@@ -145,13 +152,14 @@ def inspect(
     return Inspection(
         model_name, spec, arch.causal_ksize, arch.hidden_ksize,
         spatial_mask(arch.causal_ksize, "A"), spatial_mask(arch.hidden_ksize, "B"),
-        colour_mask(spec.channels, "A"), colour_mask(spec.channels, "B"), report, probe, known_blind_spot,
+        colour_mask(spec.channels, "A"), colour_mask(spec.channels, "B"), report, probe, known_blind_spot, masked,
     )
 
 
 def render(inspection: Inspection, cell: int = 18, reference: Inspection | None = None) -> Image.Image:
     """Mask A, mask B and the probed output's view side by side (and the reference's view), as a picture."""
-    panels = [_mask_panel(inspection.mask_a, "mask A", cell), _mask_panel(inspection.mask_b, "mask B", cell)]
+    panels = [_mask_panel(inspection.mask_a, "mask A", cell), _mask_panel(inspection.mask_b, "mask B", cell)] \
+        if inspection.masked else []
     panels.append(_view_panel(inspection, cell))
     if reference is not None:
         panels.append(_view_panel(reference, cell, " (same kernels)"))

@@ -17,6 +17,7 @@ from ..inspection import (
     REFERENCE,
     Inspection,
     build_fresh,
+    has_masks,
     inspect,
     kernel_sizes,
     model_shape,
@@ -94,7 +95,7 @@ def _flags(**values) -> dict:
 @user_errors
 def inspect_masks(
     model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Inspect a trained checkpoint instead of a fresh model")] = None,
-    model: Annotated[str, typer.Option(help="Model plugin to build (without -m); a model other than gated is shown beside the gated one")] = "gated",
+    model: Annotated[str, typer.Option(help="Model plugin to build (without -m); a masked model other than gated is shown beside the gated one")] = "gated",
     channels: Annotated[int, typer.Option(min=1, max=3, help="Data channels of the fresh model: 1 (grey) or 3 (RGB)")] = 3,
     color_levels: Annotated[int, typer.Option(min=2, max=256, help="Colour levels of the fresh model")] = 4,
     causal_ksize: Annotated[Optional[int], typer.Option(help=f"Mask A kernel size [default: the model's own; gated: {A.model_fields['causal_ksize'].default}]")] = None,
@@ -131,26 +132,34 @@ def inspect_masks(
         shape = model_shape(net, options.model_dump())
         net.to(device)
     arch = kernel_sizes(shape)
+    masked = has_masks(shape)
     net.eval()
-    result = inspect(net, name, spec, arch, size)
+    result = inspect(net, name, spec, arch, size, masked=masked)
     reference = None
-    if name != REFERENCE:
+    if masked and name != REFERENCE:
         reference = inspect(reference_model(spec, arch).to(device), REFERENCE, spec, arch, result.report.height,
                             probe=result.probe)
 
-    common.out.print(_mask_table(result.mask_a, f"mask A ({arch.causal_ksize}x{arch.causal_ksize}, first layer)"))
-    common.out.print(_mask_table(result.mask_b, f"mask B ({arch.hidden_ksize}x{arch.hidden_ksize}, later layers)"))
-    common.out.print("[blue]■[/] seen  [dim]·[/] hidden  ◉/○ centre pixel: own colour seen (B) / not seen (A)")
-    if spec.channels == 3:
-        common.out.print(_colour_table(result.colours_a, result.colours_b))
-    if name == REFERENCE:
+    if not masked:
+        common.out.print(
+            f"{name}: no masked kernels; its order comes from how its layers are shifted (and, for "
+            "PixelCNN++, from its down- and up-sampling streams), so the gradients below are the whole proof"
+        )
+        common.out.print(_view_table(result))
+    else:
+        common.out.print(_mask_table(result.mask_a, f"mask A ({arch.causal_ksize}x{arch.causal_ksize}, first layer)"))
+        common.out.print(_mask_table(result.mask_b, f"mask B ({arch.hidden_ksize}x{arch.hidden_ksize}, later layers)"))
+        common.out.print("[blue]■[/] seen  [dim]·[/] hidden  ◉/○ centre pixel: own colour seen (B) / not seen (A)")
+        if spec.channels == 3:
+            common.out.print(_colour_table(result.colours_a, result.colours_b))
+    if masked and name == REFERENCE:
         common.out.print(
             "gated stacks: the vertical stack sees the rows above through a "
             f"{arch.hidden_ksize // 2 + 1}x{arch.hidden_ksize} kernel and reaches the horizontal stack one row down; "
             f"the horizontal stack sees the pixels to the left through a 1x{arch.hidden_ksize // 2 + 1} kernel"
         )
         common.out.print(_view_table(result))
-    else:
+    elif masked:
         if result.known_blind_spot:
             common.out.print(
                 f"{name}: one stack of masked convolutions; each mask-B layer widens the view only from rows it "

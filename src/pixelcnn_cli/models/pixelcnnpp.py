@@ -1,4 +1,5 @@
-"""The network of PixelCNN++ (Salimans et al. 2017, arXiv 1701.05517), without its likelihood.
+"""PixelCNN++ (Salimans et al. 2017, arXiv 1701.05517): the network, and the model plugin ``pixelcnnpp``
+that pairs it with its likelihood (:mod:`.logistic_mixture`).
 
 Architecture: the input gets a constant channel of ones (so the zeros that padding and shifts
 bring in differ from data), then two streams: ``u`` sees the rows above a pixel, ``ul`` the rows
@@ -17,16 +18,21 @@ whose boundaries are at or after the old one; cropping drops only cells at the b
 ``u`` feeds ``ul`` at the same cell (u's condition implies ul's). At scale 1 the ul condition is
 the autoregressive order: the output at ``(i, j)`` sees every channel of earlier pixels only.
 
-Two things the paper has that this does not: weight normalisation with data-dependent
+One thing the paper has that this does not: weight normalisation with data-dependent
 initialisation (plain PyTorch initialisation plus a scaled-down last conv per block instead, see
-:class:`GatedResnet`) and the likelihood (written elsewhere).
+:class:`GatedResnet`).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from ..contracts import ModelSpec
+from ..errors import ConfigError
+from . import logistic_mixture
 
 #: Number of resolutions (the paper's 32, 16, 8 for CIFAR-10).
 STAGES = 3
@@ -232,3 +238,57 @@ class PixelCNNPPNet(nn.Module):
                 ul = ul_block(ul, torch.cat([u, ul_list.pop()], dim=1), labels)
         assert not u_list and not ul_list, "every map of the up pass is used once in the down pass"
         return self.out(F.elu(ul))
+
+
+# -- the model plugin ----------------------------------------------------------------------------
+
+
+class PixelCNNPPOptions(BaseModel):
+    """PixelCNN++'s options; the defaults are the paper's CIFAR-10 model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nr_resnet: int = Field(5, ge=1, description="Gated resnet blocks per stage (the paper: 5)")
+    nr_filters: int = Field(160, ge=1, description="Feature maps in every block (the paper: 160)")
+    nr_logistic_mix: int = Field(10, ge=1, description="Components of the discretised logistic mixture (the paper: 10)")
+    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout in every block while training (the paper: 0.5)")
+
+
+class PixelCNNPP(nn.Module):
+    """The network and its likelihood: ``forward`` gives mixture parameters, ``nll`` and
+    ``level_log_probs`` say what they mean (the model contract's likelihood methods)."""
+
+    def __init__(self, spec: ModelSpec, options: PixelCNNPPOptions):
+        super().__init__()
+        self.spec = spec
+        self.options = options
+        out = logistic_mixture.channels_for(spec.channels, options.nr_logistic_mix)
+        self.net = PixelCNNPPNet(spec.channels, out, spec.num_classes, options.nr_resnet, options.nr_filters,
+                                 options.dropout)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x, labels)
+
+    @property
+    def reach(self) -> int:
+        """Every earlier pixel of a ``(reach + 1)``-square image is in view (``inspect-masks`` checks that square)."""
+        return self.net.reach
+
+    def nll(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return logistic_mixture.nll(output, x, self.spec.color_levels, self.options.nr_logistic_mix)
+
+    def level_log_probs(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return logistic_mixture.level_log_probs(output, x, self.spec.color_levels, self.options.nr_logistic_mix)
+
+
+class PixelCNNPPPlugin:
+    """The built-in model plugin ``pixelcnnpp`` (``--model pixelcnnpp``)."""
+
+    name = "pixelcnnpp"
+    description = "PixelCNN++ (Salimans et al. 2017): discretised logistic mixture, down/up-sampling streams"
+    options_model: type[BaseModel] = PixelCNNPPOptions
+
+    def build(self, options: PixelCNNPPOptions, spec: ModelSpec) -> PixelCNNPP:
+        if spec.channels not in (1, 3):
+            raise ConfigError(f"pixelcnnpp models 1 (grey) or 3 (RGB) channels, not {spec.channels}")
+        return PixelCNNPP(spec, options)
