@@ -48,13 +48,16 @@ class Recorder(Callback):
 
     def on_batch_end(self, *args):
         self.steps += 1
+        if self.steps == 1:
+            self.first_rng = torch.get_rng_state()  # training itself draws nothing here (no dropout)
         if self.stop is not None and self.steps == self.stop_at:
             self.stop.request(signal.SIGTERM)  # only this rank is asked; all must stop together
 
     def on_train_end(self, result):
         torch.save({"state": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
                     "world_size": self.info.world_size, "rank": self.info.rank, "batches": self.info.batches_per_epoch,
-                    "steps": self.steps, "run_dir": str(self.info.run_dir)},
+                    "steps": self.steps, "run_dir": str(self.info.run_dir), "first_rng": self.first_rng,
+                    "end_rng": torch.get_rng_state()},
                    self.out / f"{self.name}-rank{self.rank}.pt")
 
 
@@ -115,6 +118,13 @@ def test_two_gloo_ranks_stay_in_sync_and_write_one_run(tmp_path):
         for key, value in ranks[0]["state"].items():  # identical parameters on every rank
             assert torch.equal(value, ranks[1]["state"][key]), (name, key)
     assert ranks[0]["steps"] == ranks[1]["steps"] == 2  # the resumed run trained the rest of epoch 2
+
+    # each rank has its own random stream (dropout must not drop the same units everywhere), and a
+    # resumed rank carries on with its own saved stream
+    stopped = [torch.load(tmp_path / f"stopped-rank{r}.pt") for r in range(WORLD)]
+    assert not torch.equal(stopped[0]["first_rng"], stopped[1]["first_rng"])  # from the first step on
+    for r in range(WORLD):
+        assert torch.equal(ranks[r]["first_rng"], stopped[r]["end_rng"])
 
     # one run folder, one set of files, written by rank 0 only
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["ddp"]

@@ -131,6 +131,15 @@ def broadcast(ctx: DistContext, value: Any) -> Any:
     return box[0]
 
 
+def gather(ctx: DistContext, value: Any) -> list[Any]:
+    """Every rank's ``value``, in rank order, on every rank (small picklable values: random states)."""
+    if not ctx.enabled:
+        return [value]
+    values: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
 def _outcome(ctx: DistContext, fn: Callable[[], T]) -> tuple[T | None, BaseException | None, Any]:
     value, error, message = None, None, None
     try:

@@ -175,6 +175,11 @@ class _Run:
         else:
             data_seed = distributed.broadcast(ctx, int(torch.randint(0, 2**62, ()).item()))
         self.data_seed = data_seed
+        if ctx.enabled:
+            # every rank drew the same random numbers so far (the same seed, or torch's fixed default),
+            # which built the same initial weights; from here on each needs its own stream, or dropout
+            # would drop the same units on every rank
+            torch.manual_seed((data_seed * 1_000_003 + ctx.rank) % 2**63)
         pin = device.type == "cuda"
         self.pin = pin
         self.sampler, self.train_loader, self.loader_generator = train_loader(
@@ -222,7 +227,13 @@ class _Run:
         for cb in self.callbacks:
             cb.on_train_start(info, model)
         if point is not None:
-            restore_rng(state.get("rng") or {}, device)
+            by_rank = state.get("rng_by_rank")
+            if isinstance(by_rank, list) and len(by_rank) == ctx.world_size:
+                restore_rng(by_rank[ctx.rank] or {}, device)
+            else:
+                restore_rng(state.get("rng") or {}, device)
+                if ctx.enabled:  # another number of processes: new streams, one per rank
+                    torch.manual_seed((int(torch.randint(0, 2**62, ())) + ctx.rank) % 2**63)
 
     def _load(self, fn, what: str) -> None:
         try:
@@ -271,19 +282,21 @@ class _Run:
         total, seen, trained_all = distributed.sum_all(self.ctx, [float(self.loss_sum), float(self.seen), float(trained)], self.device)
         return total, int(seen), int(trained_all)
 
-    def _payload(self, metrics: dict[str, Any] | None, interrupted: bool, loss_sum: float, seen: int) -> dict[str, Any]:
+    def _payload(self, metrics: dict[str, Any] | None, interrupted: bool, loss_sum: float, seen: int,
+                 rngs: list[dict[str, Any]]) -> dict[str, Any]:
         cfg = self.config
-        rng = self.rng_mark if self.rng_mark is not None else rng_states(self.device)
         train_state = {
             "position": {"epoch": self.epoch, "batch": self.batch, "evaluated": self.evaluated},
             "history": list(self.history),
-            "rng": rng,
+            "rng": rngs[0],
             "data_seed": self.data_seed,
             "epoch_loss_sum": loss_sum,
             "epoch_seen": seen,
             "world_size": self.ctx.world_size,
             "batches_per_epoch": self.batches,
         }
+        if len(rngs) > 1:  # each rank's stream (dropout draws differ between ranks)
+            train_state["rng_by_rank"] = rngs
         if self.ema is not None:
             train_state["raw_model_state"] = self.model.state_dict()
             train_state["ema_updates"] = self.ema.updates
@@ -308,10 +321,11 @@ class _Run:
         """Save ``last.pt`` (and ``best.pt``) at the current position; every rank calls this."""
         self._check_finite()  # never write weights that a bad step may have touched
         loss_sum, seen, _ = self._epoch_sums()
+        rngs = distributed.gather(self.ctx, self.rng_mark if self.rng_mark is not None else rng_states(self.device))
         last = self.run_dir / "checkpoints" / "last.pt"
 
         def write() -> None:
-            payload = self._payload(metrics, interrupted, loss_sum, seen)
+            payload = self._payload(metrics, interrupted, loss_sum, seen, rngs)
             try:
                 save_checkpoint(last, payload)
                 if best:
