@@ -85,7 +85,7 @@ SIZES = {
 }
 
 # step: its own time limit in seconds, full size (tiny runs get the same; they need far less)
-TIMEOUTS = {"cuda tests": 180, "train fp32": 180, "train log-every 1": 180, "deterministic": 240, "train compile": 300, "train bf16": 180, "sample naive": 180,
+TIMEOUTS = {"cuda tests": 180, "train pixelcnnpp": 240, "train fp32": 180, "train log-every 1": 180, "deterministic": 240, "train compile": 300, "train bf16": 180, "sample naive": 180,
             "sample cached": 180, "eval": 120, "torchrun": 180, "nccl": 90, "test suite": 600}
 
 
@@ -247,14 +247,14 @@ class Checker:
         step.figures = {"pictures": n, "side": self.size.side, "classes": CLASSES}
         step.result = f"{n} RGB {self.size.side}x{self.size.side} PNGs, {CLASSES} classes (imagefolder)"
 
-    def train_command(self, name: str, batches: int, extra: list[str]) -> list[str]:
+    def train_command(self, name: str, batches: int, extra: list[str], arch: bool = True) -> list[str]:
         s = self.size
         return ["train", "--dataset", "imagefolder", "--dataset-option", f"root={self.data_root}",
                 "--dataset-option", f"height={s.side}", "--dataset-option", f"width={s.side}",
                 "--color-levels", "256", "--batch-size", str(s.batch_size), "--epochs", str(s.epochs),
                 "--limit-train-batches", str(batches), "--limit-test-batches", str(s.test_batches),
                 "--epoch-samples", "0", "--seed", "0", "--output-dir", str(self.runs), "--run-name", name,
-                "--device", self.device, *s.arch, *extra]
+                "--device", self.device, *(s.arch if arch else ()), *extra]
 
     def read_training(self, step: Step, run: Path, ran: Ran) -> None:
         lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -269,9 +269,9 @@ class Checker:
         if not all(math.isfinite(m["train_bits_per_dim"]) for m in metrics):
             raise StepFailed(f"non-finite training loss: {step.result}")
 
-    def train(self, name: str, extra: list[str]):
+    def train(self, name: str, extra: list[str], arch: bool = True):
         def run(step: Step) -> None:
-            ran = self.checked(step, self.cli(*self.train_command(name, self.size.batches, extra)),
+            ran = self.checked(step, self.cli(*self.train_command(name, self.size.batches, extra, arch)),
                                timeout=TIMEOUTS[step.name])
             self.read_training(step, self.runs / name, ran)
             if name == "fp32":
@@ -533,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
         c.step("train fp32", c.train("fp32", []))
         c.step("train log-every 1", c.train("log-every-1", ["--log-every", "1"]))  # the host waits every step
         c.step("deterministic", c.deterministic)
+        # PixelCNN++ at the paper's size on a GPU (its CIFAR-10 model), a tiny one on the CPU
+        pp = [] if size.name == "full" else ["--model-option", "nr_resnet=1", "--model-option", "nr_filters=8",
+                                             "--model-option", "nr_logistic_mix=2"]
+        c.step("train pixelcnnpp", c.train("pixelcnnpp", ["--model", "pixelcnnpp", *pp], arch=False))
         c.step("train compile", c.train("compile", ["--compile"]), skip=no_cuda)
         c.step("train bf16", c.train("bf16", ["--precision", "bf16"]), skip=no_cuda)
         c.step("sample naive", c.sample("naive"))
