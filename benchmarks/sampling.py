@@ -3,9 +3,14 @@
     python benchmarks/sampling.py                 # the default cases, a table
     python benchmarks/sampling.py --json          # the same as JSON
     python benchmarks/sampling.py --case grey28 --batch-sizes 16 --naive-max-pixels 0   # cached only
+    python benchmarks/sampling.py --model pixelcnnpp                      # PixelCNN++, small
+    python benchmarks/sampling.py --model pixelcnnpp --nr-resnet 5 --nr-filters 160 --naive-max-pixels 2  # the paper's size
 
-Models are the seed's default architecture (30 feature maps, 6 gated layers, 7x7 kernels,
-10 classes) with random weights: speed does not depend on what the weights are.
+Models have random weights and 10 classes: speed does not depend on what the weights are.
+``--model gated`` (the default) is the seed's default architecture (30 feature maps, 6 gated
+layers, 7x7 kernels); ``--model pixelcnnpp`` is PixelCNN++ with ``--nr-resnet`` and
+``--nr-filters`` (default 1 and 32, a CPU-friendly size; the paper's is 5 and 160) and the
+paper's 10 mixture components. Its default cases are 16 images of ``grey28-256`` and ``rgb32``.
 
 The naive sampler runs one full forward pass per pixel and colour, every one the same work,
 so a full 28x28 run takes minutes. By default it is timed on its first ``--naive-max-pixels``
@@ -31,19 +36,26 @@ from pixelcnn_cli.building import place_model
 from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.models.gated import GatedPixelCNN
+from pixelcnn_cli.models.pixelcnnpp import PixelCNNPP, PixelCNNPPOptions
 from pixelcnn_cli.precision import full_fp32
 
 # name: (channels, height, width, color levels)
 CASES = {
     "grey28": (1, 28, 28, 2),
     "grey16": (1, 16, 16, 2),
+    "grey28-256": (1, 28, 28, 256),
     "rgb32": (3, 32, 32, 256),
 }
-DEFAULT_RUNS = [("grey28", 1), ("grey28", 16), ("grey28", 64), ("grey16", 16), ("rgb32", 16)]
+DEFAULT_RUNS = {
+    "gated": [("grey28", 1), ("grey28", 16), ("grey28", 64), ("grey16", 16), ("rgb32", 16)],
+    "pixelcnnpp": [("grey28-256", 16), ("rgb32", 16)],
+}
+MODELS = tuple(DEFAULT_RUNS)
 
 
 @dataclass
 class Result:
+    model: str
     case: str
     channels: int
     height: int
@@ -62,11 +74,28 @@ class _Enough(Exception):
     pass
 
 
-def build(channels: int, height: int, width: int, levels: int, device: torch.device, seed: int = 0):
+@dataclass
+class ModelChoice:
+    name: str = "gated"
+    nr_resnet: int = 1  # pixelcnnpp only
+    nr_filters: int = 32
+
+    def describe(self) -> str:
+        if self.name == "gated":
+            return "gated (the seed's default: 30 fmaps, 6 gated layers, 7x7 kernels)"
+        return f"pixelcnnpp (nr_resnet {self.nr_resnet}, nr_filters {self.nr_filters}, 10 mixture components)"
+
+
+def build(channels: int, height: int, width: int, levels: int, device: torch.device, seed: int = 0,
+          choice: ModelChoice | None = None):
+    choice = choice or ModelChoice()
     torch.manual_seed(seed)
     spec = ModelSpec(channels, height, width, levels, 10)
-    model = place_model(GatedPixelCNN(spec, ArchitectureConfig()), device).eval()
-    return model, spec
+    if choice.name == "gated":
+        model = GatedPixelCNN(spec, ArchitectureConfig())
+    else:
+        model = PixelCNNPP(spec, PixelCNNPPOptions(nr_resnet=choice.nr_resnet, nr_filters=choice.nr_filters))
+    return place_model(model, device).eval(), spec
 
 
 def sync(device: torch.device) -> None:
@@ -110,9 +139,11 @@ def time_naive(model, spec, labels, uniforms, device, max_pixels: int) -> tuple[
     return seconds * pixels / limit, limit < pixels, limit
 
 
-def run(case: str, images: int, device: torch.device, max_pixels: int, repeats: int, threads: int | None) -> Result:
+def run(case: str, images: int, device: torch.device, max_pixels: int, repeats: int, threads: int | None,
+        choice: ModelChoice | None = None) -> Result:
+    choice = choice or ModelChoice()
     channels, height, width, levels = CASES[case]
-    model, spec = build(channels, height, width, levels, device)
+    model, spec = build(channels, height, width, levels, device, choice=choice)
     labels = (torch.arange(images) % 10).to(device)
     uniforms = sampling.draw_uniforms(images, channels, height, width, seed=0)
     sampling.sample(model, spec, labels[:1], uniforms[:1, :, :2, :2], sampler="cached")  # warm-up
@@ -120,7 +151,7 @@ def run(case: str, images: int, device: torch.device, max_pixels: int, repeats: 
     naive, extrapolated, measured = (None, False, None)
     if max_pixels != 0:
         naive, extrapolated, measured = time_naive(model, spec, labels, uniforms, device, max_pixels)
-    return Result(case, channels, height, width, levels, images, cached, naive, extrapolated, measured,
+    return Result(choice.describe(), case, channels, height, width, levels, images, cached, naive, extrapolated, measured,
                   naive / cached if naive is not None else None, channels * height * width / cached)
 
 
@@ -146,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--case", action="append", choices=sorted(CASES),
                         help="image kind (repeatable): grey28 (1x28x28, 2 levels), grey16 (1x16x16, 2 levels), "
-                             "rgb32 (3x32x32, 256 levels) [default: grey28 at 1, 16 and 64 images, grey16 and rgb32 at 16]")
+                             "grey28-256 (1x28x28, 256 levels), rgb32 (3x32x32, 256 levels) [default: gated: grey28 "
+                             "at 1, 16 and 64 images, grey16 and rgb32 at 16; pixelcnnpp: grey28-256 and rgb32 at 16]")
+    parser.add_argument("--model", choices=MODELS, default="gated", help="the model to sample [default: gated]")
+    parser.add_argument("--nr-resnet", type=int, default=1, help="pixelcnnpp: blocks per stage [default: 1; the paper: 5]")
+    parser.add_argument("--nr-filters", type=int, default=32,
+                        help="pixelcnnpp: feature maps [default: 32; the paper: 160]")
     parser.add_argument("--batch-sizes", help="comma-separated numbers of images, for every --case [default: see --case]")
     parser.add_argument("--naive-max-pixels", type=int, default=28,
                         help="time the naive sampler on this many pixels (all colours) and extrapolate to the image; "
@@ -170,13 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else [16]
         runs = [(case, size) for case in cases for size in sizes]
     else:
-        runs = DEFAULT_RUNS
+        runs = DEFAULT_RUNS[args.model]
+    choice = ModelChoice(args.model, args.nr_resnet, args.nr_filters)
     info = machine(device, cached_threads)
     results = []
     for case, images in runs:
         if not args.json:
             print(f"... {case} x {images}", file=sys.stderr, flush=True)
-        results.append(run(case, images, device, args.naive_max_pixels, args.repeats, cached_threads))
+        results.append(run(case, images, device, args.naive_max_pixels, args.repeats, cached_threads, choice))
     if hasattr(os, "getloadavg"):
         info["load_average_1min_after"] = round(os.getloadavg()[0], 2)
 
@@ -187,14 +224,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{info['torch_threads']} torch threads (cached sampler: {info['cached_sampler_cpu_threads']} on the CPU)"
           + (f" · load {info.get('load_average_1min_before')} -> {info.get('load_average_1min_after')}"
              if "load_average_1min_before" in info else ""))
-    print("model: the seed's default (30 fmaps, 6 gated layers, 7x7 kernels), random weights, 10 classes")
-    header = f"{'case':8} {'size':>9} {'levels':>6} {'images':>6} {'naive s':>10} {'cached s':>9} {'naive/cached':>12} {'pixel-colours/s':>15}"
+    print(f"model: {choice.describe()}, random weights, 10 classes")
+    header = f"{'case':10} {'size':>9} {'levels':>6} {'images':>6} {'naive s':>10} {'cached s':>9} {'naive/cached':>12} {'pixel-colours/s':>15}"
     print(header)
     print("-" * len(header))
     for r in results:
         naive = "-" if r.naive_seconds is None else f"{'~' if r.naive_extrapolated else ''}{r.naive_seconds:.1f}"
         ratio = "-" if r.ratio is None else f"{'~' if r.naive_extrapolated else ''}{r.ratio:,.0f}x"
-        print(f"{r.case:8} {r.channels}x{r.height}x{r.width:<3} {r.color_levels:>6} {r.images:>6} {naive:>10} "
+        print(f"{r.case:10} {r.channels}x{r.height}x{r.width:<3} {r.color_levels:>6} {r.images:>6} {naive:>10} "
               f"{r.cached_seconds:>9.2f} {ratio:>12} {r.cached_pixel_colours_per_second:>15,.0f}")
     if any(r.naive_extrapolated for r in results):
         measured = {r.naive_pixels_measured for r in results if r.naive_extrapolated}

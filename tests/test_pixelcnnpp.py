@@ -98,11 +98,12 @@ def test_train_eval_and_sample_through_the_cli(cli, tmp_path):
     assert record["nats_per_image"] == pytest.approx(nats, rel=1e-5)
     assert record["bits_per_dim"] == pytest.approx(nats / (28 * 28) / math.log(2), rel=1e-5)
 
-    sampled = cli("sample", "-m", str(best), "-c", "2", "--height", "6", "--width", "6", "--seed", "0",
-                  "--label", "3", "--output-fname", "pp.png", "--device", "cpu")
-    assert sampled.exit_code == 0, sampled.stderr
-    assert "naive sampler" in sampled.stderr  # no cached state for this model yet: said, not hidden
-    assert (tmp_path / "pp.png").exists()
+    for sampler in ("cached", "naive"):
+        sampled = cli("sample", "-m", str(best), "-c", "2", "--height", "6", "--width", "6", "--seed", "0",
+                      "--label", "3", "--sampler", sampler, "--output-fname", f"{sampler}.png", "--device", "cpu")
+        assert sampled.exit_code == 0, sampled.stderr
+        assert "notice:" not in sampled.stderr  # the cached sampler runs, no fallback
+    assert (tmp_path / "cached.png").read_bytes() == (tmp_path / "naive.png").read_bytes()
 
 
 def test_inspect_masks_proves_it_causal(cli):

@@ -280,6 +280,14 @@ class PixelCNNPP(nn.Module):
     def level_log_probs(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return logistic_mixture.level_log_probs(output, x, self.spec.color_levels, self.options.nr_logistic_mix)
 
+    def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
+        """Cached state for the fast sampler: one network step per pixel, every map's cells computed
+        once (:mod:`.pixelcnnpp_incremental`). The model must be in eval mode."""
+        # imported here: that module imports this one
+        from .pixelcnnpp_incremental import PixelCNNPPIncrementalState
+
+        return PixelCNNPPIncrementalState(self.net, self.level_log_probs, labels, count, height, width)
+
 
 class PixelCNNPPPlugin:
     """The built-in model plugin ``pixelcnnpp`` (``--model pixelcnnpp``)."""
