@@ -63,6 +63,16 @@ def test_nll_is_the_mixture_likelihood_of_the_pixel(channels, levels):
     assert torch.allclose(nll, picked, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_one_colour_alone_is_that_colour_of_all(channels):
+    params, _, x = random_case(channels, 256, seed=4)
+    every = lm.level_log_probs(params, x, 256, K)
+    for colour in range(channels):
+        alone = lm.level_log_probs(params, x, 256, K, colour)
+        assert alone.shape == (3, 256, 1, 5, 4)
+        assert torch.allclose(alone, every[:, :, colour : colour + 1], atol=1e-6)
+
+
 def exact_nll(params: torch.Tensor, data: torch.Tensor, levels: int, b: int, h: int, w: int) -> float:
     """``-log p(pixel)`` with 600-digit arithmetic (mpmath, which torch's sympy brings): the far tails too."""
     import mpmath

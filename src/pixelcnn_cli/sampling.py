@@ -222,6 +222,7 @@ def _sample_cached(model, spec, labels, uniforms, temperature, on_step, known, k
     count, channels, height, width = uniforms.shape
     color_levels = spec.color_levels
     state = incremental_model(model).incremental_sampler(labels, count, height, width)
+    per_colour = getattr(state, "colour_logits", None)  # optional: one colour's logits for less work
     dtype = next(model.parameters()).dtype
     total = channels * (height - keep_rows) * width
     inputs = levels_to_input(levels, color_levels, dtype)  # (B, C, H, W), filled in as we go
@@ -232,7 +233,8 @@ def _sample_cached(model, spec, labels, uniforms, temperature, on_step, known, k
             for col in range(width):
                 pixel = row_inputs[:, :, col]  # (B, C) view
                 for ch in range(channels):
-                    logits = state.pixel_logits(col, row_inputs)[:, :, ch]
+                    logits = (per_colour(col, row_inputs, ch) if per_colour is not None
+                              else state.pixel_logits(col, row_inputs)[:, :, ch])
                     if on_logits:
                         on_logits(row, col, ch, logits)
                     chosen = pick(logits, uniforms[:, ch, row, col], temperature)

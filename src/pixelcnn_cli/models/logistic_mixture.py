@@ -112,8 +112,10 @@ def nll(params: torch.Tensor, x: torch.Tensor, levels: int, mixtures: int) -> to
     return before - upto
 
 
-def level_log_probs(params: torch.Tensor, x: torch.Tensor, levels: int, mixtures: int) -> torch.Tensor:
-    """Each colour's log-distribution over all ``levels`` given the earlier colours in ``x``: ``B x L x C x H x W``.
+def level_log_probs(params: torch.Tensor, x: torch.Tensor, levels: int, mixtures: int,
+                    colour: int | None = None) -> torch.Tensor:
+    """Each colour's log-distribution over all ``levels`` given the earlier colours in ``x``: ``B x L x C x H x W``
+    (with ``colour``, that colour's alone: ``B x L x 1 x H x W``, a third of the work for RGB).
 
     Colour ``c`` uses ``x`` only for the colours before it (its coupled mean and the components'
     posterior weights), never its own value or later ones.
@@ -123,7 +125,10 @@ def level_log_probs(params: torch.Tensor, x: torch.Tensor, levels: int, mixtures
     # the components' log-weights before colour c: log pi_k + sum_{c' < c} log p_k(x_c')
     before = torch.cat([torch.zeros_like(per_colour[:, :1]), per_colour[:, :-1].cumsum(dim=1)], dim=1)
     prior = log_weights.unsqueeze(1) + before  # B x C x K x H x W
+    if colour is not None:
+        pick = slice(colour, colour + 1)
+        prior, coupled, log_scales = prior[:, pick], coupled[:, pick], log_scales[:, pick]
     prior = prior - torch.logsumexp(prior, dim=2, keepdim=True)
     grid = torch.linspace(-1.0, 1.0, levels, device=x.device, dtype=x.dtype).view(1, levels, 1, 1, 1, 1)
-    each = log_bin_probs(grid, coupled.unsqueeze(1), log_scales.unsqueeze(1), levels)  # B x L x C x K x H x W
+    each = log_bin_probs(grid, coupled.unsqueeze(1), log_scales.unsqueeze(1), levels)  # B x L x C' x K x H x W
     return torch.logsumexp(prior.unsqueeze(1) + each, dim=3)

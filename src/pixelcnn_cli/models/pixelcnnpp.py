@@ -277,8 +277,8 @@ class PixelCNNPP(nn.Module):
     def nll(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return logistic_mixture.nll(output, x, self.spec.color_levels, self.options.nr_logistic_mix)
 
-    def level_log_probs(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return logistic_mixture.level_log_probs(output, x, self.spec.color_levels, self.options.nr_logistic_mix)
+    def level_log_probs(self, output: torch.Tensor, x: torch.Tensor, colour: int | None = None) -> torch.Tensor:
+        return logistic_mixture.level_log_probs(output, x, self.spec.color_levels, self.options.nr_logistic_mix, colour)
 
     def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
         """Cached state for the fast sampler: one network step per pixel, every map's cells computed

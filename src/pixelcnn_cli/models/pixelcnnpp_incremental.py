@@ -195,9 +195,9 @@ class _Scale:
 
 class PixelCNNPPIncrementalState:
     """The caches of a :class:`~.pixelcnnpp.PixelCNNPPNet` for one sampling run (see the module
-    docstring); ``level_log_probs(params, x)`` is the model's likelihood."""
+    docstring); ``level_log_probs(params, x, colour=None)`` is the model's likelihood."""
 
-    def __init__(self, net: PixelCNNPPNet, level_log_probs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    def __init__(self, net: PixelCNNPPNet, level_log_probs: Callable[..., torch.Tensor],
                  labels: torch.Tensor | None, count: int, height: int, width: int):
         if net.training:
             raise ValueError("incremental sampling computes the eval-mode network (dropout off): call model.eval() first")
@@ -327,6 +327,19 @@ class PixelCNNPPIncrementalState:
 
     @torch.no_grad()
     def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:
+        params = self._pixel_params(col, row)
+        # the mixture on a 1 x 1 slice: the colours of this pixel drawn so far set the later ones' means and weights
+        return self.level_log_probs(params, row[:, :, col, None, None])[:, :, :, 0, 0]
+
+    @torch.no_grad()
+    def colour_logits(self, col: int, row: torch.Tensor, colour: int) -> torch.Tensor:
+        """``pixel_logits(col, row)[:, :, colour]``, computing the mixture for that colour alone
+        (the sampler asks for one colour at a time; for RGB the mixture is most of the work)."""
+        params = self._pixel_params(col, row)
+        return self.level_log_probs(params, row[:, :, col, None, None], colour)[:, :, 0, 0, 0]
+
+    def _pixel_params(self, col: int, row: torch.Tensor) -> torch.Tensor:
+        """The mixture parameters at ``(current row, col)``, ``B x P x 1 x 1``: one network step per pixel."""
         if self.row >= self.height:
             raise RuntimeError("pixel_logits called after the last row")
         if col != self._next_col - 1:  # a new pixel: one network step, its parameters kept for its colours
@@ -336,9 +349,7 @@ class PixelCNNPPIncrementalState:
             ul = self._advance(col)
             matrix, bias = self.out
             self._params = torch.addmm(bias, F.elu(ul), matrix)
-        pixel = row[:, :, col]
-        # the mixture on a 1 x 1 slice: the colours of this pixel drawn so far set the later ones' means and weights
-        return self.level_log_probs(self._params[:, :, None, None], pixel[:, :, None, None])[:, :, :, 0, 0]
+        return self._params[:, :, None, None]
 
     @torch.no_grad()
     def end_row(self, row: torch.Tensor) -> None:
