@@ -51,6 +51,10 @@ class IncrementalSampler(Protocol):
     already knows (image completion) with :meth:`end_row`, or asks for every pixel's logits in
     column order with :meth:`pixel_logits` (several times per pixel, one per colour, as the
     pixel's colours are drawn) and then calls :meth:`end_row` with the finished row.
+
+    A state may also offer ``colour_logits(col, row, colour) -> (B, color_levels)``, the same as
+    ``pixel_logits(col, row)[:, :, colour]``; the sampler then asks for one colour at a time
+    (PixelCNN++'s mixture computes one colour for a third of the cost of three).
     """
 
     def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:
