@@ -95,8 +95,14 @@ def setup(requested_device: str | None) -> tuple[DistContext, torch.device]:
     return DistContext(dist.get_rank(), dist.get_world_size(), local, owns_group=True), device
 
 
-def teardown(ctx: DistContext) -> None:
+def teardown(ctx: DistContext, together: bool = False) -> None:
+    """Destroy the process group this run made. ``together``: every rank ended the same way (done,
+    or stopped at the same step), so they first meet at a barrier: a rank that closes its
+    connections while another still finishes sending its last message can make Gloo abort that
+    process ("terminate called without an active exception", seen once under load)."""
     if ctx.owns_group and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -547,23 +547,26 @@ class _Run:
     # -- whole run -------------------------------------------------------------------------------
     def execute(self) -> TrainResult:
         self.ctx, self.device = distributed.setup(self.config.device)
+        together = False  # all ranks ended the same way (finished, or stopped at one step)
         try:
             try:
                 with deterministic_algorithms(self.config.deterministic):
                     self.setup()
                     result = self.loop()
             except BaseException as error:
+                together = isinstance(error, TrainingInterrupted) and error.saved
                 self._end_callbacks()
                 if isinstance(error, KeyboardInterrupt):
                     raise self._forced() from None
                 raise
+            together = True
             for cb in self.callbacks:
                 cb.on_train_end(result)
             return result
         finally:
             if self.ctx.owns_group:
                 self.release()
-            distributed.teardown(self.ctx)
+            distributed.teardown(self.ctx, together)
 
     def release(self) -> None:
         """Drop the model, optimiser, DDP wrapper and loaders now (they form reference cycles), so
