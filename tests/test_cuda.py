@@ -6,14 +6,13 @@ contains "cuda" so that selection finds them.
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint
 
 import pytest
 import torch
 from conftest import QUICK
-from test_training import HostReads, assert_same, config, metrics_lines, one_error_line, training_state
+from test_training import (HostReads, assert_same, check_bad_gradients_are_never_applied_or_saved, config,
+                           metrics_lines, training_state)
 
-from pixelcnn_cli import registry
 from pixelcnn_cli.causality import check_causality, full_view_size
 from pixelcnn_cli.checkpoint import load_checkpoint
 from pixelcnn_cli.config import ArchitectureConfig
@@ -45,18 +44,7 @@ def test_cuda_deterministic_runs_repeat(cli, tmp_path):
 
 
 def test_cuda_bad_gradients_are_skipped_and_never_saved(cli, tmp_path):
-    registry.models.add(EntryPoint(name="inf-grad-after", value="test_training:InfGradAfterPlugin", group=registry.MODELS))
-    try:
-        result = cli("train", *ON_CUDA, "--epochs", "4", "--ema", "0.9", "--model", "inf-grad-after",
-                     "--model-option", "nan_at_step=6", "--run-name", "g")
-    finally:
-        registry.models.reset()
-    line = one_error_line(result)
-    assert "gradients became non-finite" in line and "at epoch 2, step 6" in line
-    ckpt = load_checkpoint(tmp_path / "runs" / "g" / "checkpoints" / "last.pt")
-    assert ckpt["step"] == 3
-    weights = [*ckpt["model_state"].values(), *ckpt["train_state"]["raw_model_state"].values()]
-    assert all(torch.isfinite(t).all() for t in weights if t.is_floating_point())
+    check_bad_gradients_are_never_applied_or_saved(cli, tmp_path / "runs" / "g", ON_CUDA)
 
 
 def test_cuda_host_waits_only_at_reports(monkeypatch):

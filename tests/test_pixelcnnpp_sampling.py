@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_sampling import assert_same_run, run
+from test_sampling import assert_same_run, both_samplers_agree, run
 
 from pixelcnn_cli import sampling
 from pixelcnn_cli.contracts import ModelSpec
@@ -53,14 +53,7 @@ CASES = [
 def test_cached_sampler_equals_naive(channels, levels, classes, size, nr_resnet):
     model, spec = random_model(channels, levels, classes, nr_resnet)
     assert model.training
-    count = 3
-    labels = torch.arange(count) % classes if classes else None
-    uniforms = sampling.draw_uniforms(count, channels, *size, seed=1)
-    naive = run(model, spec, labels, uniforms, "naive")
-    cached = run(model, spec, labels, uniforms, "cached")
-    assert len(cached[1]) == channels * size[0] * size[1]
-    assert_same_run(naive, cached)
-    assert len(cached[0].unique()) > 1  # the draw is not degenerate
+    both_samplers_agree(model, spec, 3, size, seed=1)
     assert model.training  # put back as it was
 
 

@@ -78,19 +78,26 @@ CASES = [
 ]
 
 
+def both_samplers_agree(model, spec, count: int, size: tuple[int, int], seed: int):
+    """Draw ``count`` images with the naive and the cached sampler from the same uniforms: the same
+    logits at every step and the same images, and not a degenerate draw. Returns the images, labels
+    and uniforms."""
+    labels = torch.arange(count) % spec.num_classes if spec.num_classes else None
+    uniforms = sampling.draw_uniforms(count, spec.channels, *size, seed=seed)
+    naive = run(model, spec, labels, uniforms, "naive")
+    cached = run(model, spec, labels, uniforms, "cached")
+    assert len(naive[1]) == len(cached[1]) == spec.channels * size[0] * size[1]
+    assert_same_run(naive, cached)
+    assert naive[0].shape == (count, spec.channels, *size)
+    assert len(naive[0].unique()) > 1  # the draw is not degenerate
+    return naive[0], labels, uniforms
+
+
 @pytest.mark.parametrize("channels,levels,classes,causal,hidden,layers,size", CASES)
 def test_cached_sampler_is_exact(channels, levels, classes, causal, hidden, layers, size):
     model, spec = random_model(channels, levels, classes, causal, hidden, layers)
-    count = 4
-    labels = torch.arange(count) % classes if classes else None
-    uniforms = sampling.draw_uniforms(count, channels, *size, seed=7)
-    naive = run(model, spec, labels, uniforms, "naive")
-    cached = run(model, spec, labels, uniforms, "cached")
-    assert len(naive[1]) == channels * size[0] * size[1]
-    assert_same_run(naive, cached)
-    assert naive[0].shape == (count, channels, *size)
-    assert len(naive[0].unique()) > 1  # the draw is not degenerate
-    assert sampling.sample(model, spec, labels, uniforms).equal(cached[0])  # auto = cached
+    images, labels, uniforms = both_samplers_agree(model, spec, 4, size, seed=7)
+    assert sampling.sample(model, spec, labels, uniforms).equal(images)  # auto = cached
 
 
 def test_cached_sampler_restores_threads_and_mode():

@@ -406,20 +406,26 @@ class InfGradAfterPlugin(NanAfterPlugin):
         return InfGradAfter(GatedPixelCNN(spec, options), options.nan_at_step)
 
 
-def test_non_finite_gradients_with_a_finite_loss_are_never_applied_or_saved(cli, tmp_path):
+def check_bad_gradients_are_never_applied_or_saved(cli, run: Path, quick: list[str]) -> None:
+    """Infinite gradients (finite loss) at step 6, the last of epoch 2: a bad step applied there would
+    be saved at the epoch's end. ``quick`` picks the device (the CUDA tests reuse this)."""
     registry.models.add(EntryPoint(name="inf-grad-after", value="test_training:InfGradAfterPlugin", group=registry.MODELS))
-    try:  # step 6 is the last of epoch 2: a bad step applied there would be saved at the epoch's end
-        result = cli("train", *QUICK, "--epochs", "4", "--ema", "0.9", "--model", "inf-grad-after",
-                     "--model-option", "nan_at_step=6", "--run-name", "g")
+    try:
+        result = cli("train", *quick, "--epochs", "4", "--ema", "0.9", "--model", "inf-grad-after",
+                     "--model-option", "nan_at_step=6", "--run-name", run.name)
     finally:
         registry.models.reset()
     line = one_error_line(result)
     assert "gradients became non-finite (loss " in line and "at epoch 2, step 6" in line
-    assert "the last good checkpoint is kept: runs/g/checkpoints/last.pt" in line
-    ckpt = load_checkpoint(tmp_path / "runs" / "g" / "checkpoints" / "last.pt")
+    assert f"the last good checkpoint is kept: runs/{run.name}/checkpoints/last.pt" in line
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] == 3
     weights = [*ckpt["model_state"].values(), *ckpt["train_state"]["raw_model_state"].values()]
     assert all(torch.isfinite(t).all() for t in weights if t.is_floating_point())
+
+
+def test_non_finite_gradients_with_a_finite_loss_are_never_applied_or_saved(cli, tmp_path):
+    check_bad_gradients_are_never_applied_or_saved(cli, tmp_path / "runs" / "g", QUICK)
 
 
 def test_a_skipped_step_leaves_weights_and_optimiser_as_they_were():

@@ -9,14 +9,24 @@ Where to look:
 * :mod:`.resume`: resuming from a checkpoint, which options may change, random states;
 * :mod:`.stopping`: SIGINT/SIGTERM handling (:class:`StopRequest`, :class:`TrainingInterrupted`);
 * :mod:`.loaders`: the data order of a run (per epoch, per rank, skipping what was trained);
+* :mod:`.epoch_end`: the test NLL and sample grid after each epoch;
+* :mod:`.optimizer`: Adam whose bad steps are skipped on the device;
+* :mod:`.reproducibility`: ``--deterministic``;
 * :mod:`.wandb_logging`: the Weights & Biases callback (imported only with ``--wandb``).
 
 Imports go one way: ``loop`` uses the others; none of them imports ``loop``.
 """
 
 from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
-from .loop import epoch_labels, seed_everything, train
-from .resume import RESUME_MAY_CHANGE, ResumePoint, check_resume_config, load_resume, resume_config
+from .epoch_end import epoch_labels
+from .loop import seed_everything, train
+from .resume import (
+    RESUME_MAY_CHANGE,
+    ResumePoint,
+    check_resume_config,
+    load_resume,
+    resume_config,
+)
 from .run_folder import check_free_space, prepare_run_dir
 from .stopping import StopRequest, TrainingInterrupted
 

@@ -41,24 +41,26 @@ from .. import __version__, distributed, registry
 from ..building import build_model, load_data, place_model, spec_for, spec_to_dict
 from ..checkpoint import save_checkpoint
 from ..config import TrainConfig
-from ..contracts import ModelSpec
 from ..data.loading import make_loader
 from ..data.quantize import levels_to_input, to_levels
 from ..ema import WeightAverage
 from ..errors import CheckpointError, ConfigError, TrainingError
-from ..evaluation import evaluate
-from ..images import save_levels_grid
 from ..likelihood import nll_per_dim
-from ..sampling import draw_uniforms, sample
 from ..schedules import lr_factor
 from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
+from .epoch_end import evaluate_and_sample
 from .loaders import LimitedLoader, train_loader
 from .optimizer import guarded_step, load_state, make_adam
-from .resume import ResumePoint, rng_states, restore_rng, check_resume_config, load_resume
 from .reproducibility import deterministic_algorithms
-from .run_folder import open_run_dir, write_text_atomic, writing
+from .resume import (
+    ResumePoint,
+    check_resume_config,
+    load_resume,
+    restore_rng,
+    rng_states,
+)
+from .run_folder import open_run_dir, state_bytes, write_text_atomic, writing
 from .stopping import StopRequest, TrainingInterrupted
-
 
 #: Steps between the points where the host waits for a GPU (progress, the NaN check, agreeing on a
 #: stop under torchrun) when --log-every is not given. On the CPU every step is such a point: it
@@ -71,26 +73,11 @@ def seed_everything(seed: int | None) -> None:
         torch.manual_seed(seed)
 
 
-def epoch_labels(count: int, spec: ModelSpec) -> torch.Tensor | None:
-    """Labels for the per-epoch grid: classes in turn, so every class shows."""
-    return torch.arange(count) % spec.num_classes if spec.num_classes else None
-
-
-
-class _Abandon(Exception):
-    """Rank 0 leaves evaluation or sampling because a stop was requested."""
-
-
 def check_precision(precision: str, device: torch.device) -> None:
     """Refuse bf16 on a GPU that has no bfloat16 (before a run folder is made, not inside the loop)."""
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         name = torch.cuda.get_device_name(device)
         raise ConfigError(f"--precision bf16: this GPU ({name}) has no bfloat16 support; use --precision fp32")
-
-
-def state_bytes(module: nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in module.state_dict().values() if isinstance(t, torch.Tensor))
-
 
 
 # -- the loop ---------------------------------------------------------------------------------------
@@ -469,35 +456,9 @@ class _Run:
         return time.perf_counter() - started, trained
 
     def _evaluate_and_sample(self) -> tuple[float, float, str | None, bool]:
-        """Rank 0: test NLL and the epoch's sample grid; ``abandoned`` when a stop came meanwhile."""
-        cfg, spec, epoch = self.config, self.spec, self.epoch
-        model = self._eval_model()
-
-        def on_eval(done: int, total: int) -> None:
-            for cb in self.callbacks:
-                cb.on_eval(epoch, done, total)
-            if self.stop.requested:
-                raise _Abandon
-
-        def on_sampling(done: int, total: int) -> None:
-            for cb in self.callbacks:
-                cb.on_sampling(epoch, done, total)
-            if self.stop.requested:
-                raise _Abandon
-
-        try:
-            test = evaluate(model, self.test_loader, spec, self.device, on_eval)
-            samples_path = None
-            if cfg.epoch_samples:
-                uniforms = draw_uniforms(cfg.epoch_samples, spec.channels, spec.height, spec.width,
-                                         None if cfg.seed is None else cfg.seed + epoch)
-                levels = sample(model, spec, epoch_labels(cfg.epoch_samples, spec), uniforms, on_step=on_sampling)
-                target = self.run_dir / "samples" / f"epoch_{epoch:03d}.png"
-                with writing(target):
-                    samples_path = str(save_levels_grid(levels, spec.color_levels, target))
-        except _Abandon:
-            return math.nan, math.nan, None, True
-        return test.bits_per_dim, test.nats_per_image, samples_path, False
+        """Rank 0: test NLL and the epoch's sample grid (see :func:`.epoch_end.evaluate_and_sample`)."""
+        return evaluate_and_sample(self._eval_model(), self.test_loader, self.spec, self.device, self.config,
+                                   self.epoch, self.run_dir, self.callbacks, self.stop)
 
     def loop(self) -> TrainResult:
         cfg, ctx = self.config, self.ctx

@@ -10,6 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from ..config import TrainConfig
 from ..errors import TrainingError
 
@@ -98,3 +101,8 @@ def open_run_dir(config: TrainConfig, existing: Path | None, record: dict[str, A
     with writing(run_dir / "config.json"):
         write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2))
     return run_dir
+
+
+def state_bytes(module: nn.Module) -> int:
+    """Bytes of a module's saved state: what one checkpoint of it costs on disk, roughly."""
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values() if isinstance(t, torch.Tensor))
