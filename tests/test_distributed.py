@@ -160,3 +160,24 @@ def test_torchrun_launch(tmp_path):
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["tr"]
     ckpt = load_checkpoint(tmp_path / "runs" / "tr" / "checkpoints" / "last.pt")
     assert ckpt["step"] == 2 and ckpt["train_state"]["world_size"] == WORLD
+
+
+def test_torchrun_ranks_end_a_max_minutes_run_at_the_same_step(tmp_path):
+    """--max-minutes under torchrun: the ranks vote at each report step, so none is left waiting."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
+               "-m", "pixelcnn_cli", "train", "--dataset", "mnist-sample", "--epochs", "3", "--limit-train-batches", "4",
+               "--limit-test-batches", "1", "--batch-size", "8", "--epoch-samples", "0", "--seed", "0", "--device", "cpu",
+               "--max-minutes", "0.00001", "--log-every", "2", "--run-name", "tm", *TINY]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise AssertionError(f"torchrun did not finish within {DEADLINE_S} s (a rank left waiting?)")
+    assert process.returncode == 0, stderr
+    ckpt = load_checkpoint(tmp_path / "runs" / "tm" / "checkpoints" / "last.pt")
+    # the first vote is after step 2 (--log-every 2), and by then both ranks are out of time
+    assert ckpt["step"] == 2 and ckpt["train_state"]["position"] == {"epoch": 1, "batch": 2, "evaluated": True}

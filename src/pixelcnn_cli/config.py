@@ -56,6 +56,8 @@ class ArchitectureConfig(_Strict):
 class TrainConfig(ArchitectureConfig):
     """Everything ``pixelcnn train`` needs; saved in the run folder and every checkpoint."""
 
+    preset: str | None = Field(None, description="Named settings filled in under the config file and flags (see `pixelcnn train --help`)")
+
     dataset: str = Field("mnist", description="Dataset to train on (see `pixelcnn plugins`)")
     data_dir: str = Field(".data", description="Folder holding (or receiving) dataset files")
     download: bool = Field(True, description="Download missing dataset files")
@@ -68,10 +70,11 @@ class TrainConfig(ArchitectureConfig):
     batch_size: int = Field(32, gt=0, description="Images per mini-batch (per process under torchrun)")
     learning_rate: float = Field(1e-4, gt=0, description="Adam learning rate")
     weight_decay: float = Field(1e-4, ge=0, description="Adam weight decay")
-    max_norm: float = Field(1.0, gt=0, description="Gradient norm clipping threshold")
-    lr_schedule: Literal["constant", "cyclic", "cosine", "exponential"] = Field(
-        "cyclic", description="Learning-rate schedule: cyclic (the seed's lr..10*lr triangle; trained best in our runs), cosine, exponential, constant"
+    max_norm: float = Field(1.0, ge=0, description="Gradient norm clipping threshold (0: no clipping)")
+    lr_schedule: Literal["constant", "cyclic", "cosine", "exponential", "decay"] = Field(
+        "cyclic", description="Learning-rate schedule: cyclic (the seed's lr..10*lr triangle), cosine, exponential (to lr/100 at the end), decay (times --lr-decay every step, as PixelCNN++), constant"
     )
+    lr_decay: float = Field(0.999995, gt=0, le=1, description="Per-step factor of the decay schedule (PixelCNN++: 0.999995)")
     warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up steps")
     epoch_samples: int = Field(25, ge=0, description="Images sampled after each epoch (0: none)")
     output_dir: str = Field("runs", description="Folder that holds one folder per run")
@@ -83,6 +86,7 @@ class TrainConfig(ArchitectureConfig):
     limit_train_batches: int | None = Field(None, gt=0, description="Use at most this many training batches per epoch")
     limit_test_batches: int | None = Field(None, gt=0, description="Evaluate on at most this many test batches per epoch")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimiser steps in all (the schedule ends there)")
+    max_minutes: float | None = Field(None, gt=0, description="Stop after this many minutes of training steps in all (evaluation not counted), then evaluate and save")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="Training arithmetic: fp32, or bf16 autocast (fast on recent GPUs; eval and sampling stay fp32)"
     )
@@ -97,6 +101,16 @@ class TrainConfig(ArchitectureConfig):
     checkpoint_every: int = Field(0, ge=0, description="Also save checkpoints/last.pt every N steps inside an epoch (0: at epoch ends only)")
     wandb: bool = Field(False, description="Log to Weights & Biases")
     wandb_project: str = Field("pixelcnn", description="Weights & Biases project")
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .presets import PRESETS  # presets build on this module
+
+            if value not in PRESETS:
+                raise ValueError(f"unknown preset {value!r}; presets: {', '.join(PRESETS)}")
+        return value
 
     @field_validator("run_name")
     @classmethod

@@ -2,7 +2,8 @@
 
 ``constant``; ``cyclic``, the seed's triangle between lr and 10·lr (torch ``CyclicLR``'s
 default half-cycle of 2000 steps); ``cosine``, from lr down to 0 at the last step; and
-``exponential``, from lr down to lr/100 at the last step. Any of them may start with a linear
+``exponential``, from lr down to lr/100 at the last step; and ``decay``, lr times ``decay`` at
+every step whatever the run's length (PixelCNN++'s 0.999995). Any of them may start with a linear
 warm-up over ``warmup_steps``.
 """
 
@@ -14,7 +15,7 @@ CYCLE_STEPS = 2000  # the seed's CyclicLR half-cycle (torch's default step_size_
 EXPONENTIAL_END = 0.01  # the exponential schedule ends at lr / 100
 
 
-def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int) -> float:
+def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int, decay: float = 1.0) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based) of ``total_steps``."""
     warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
     t = min(1.0, step / max(1, total_steps))
@@ -25,6 +26,8 @@ def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int) -> 
         factor = 0.5 * (1.0 + math.cos(math.pi * t))
     elif schedule == "exponential":
         factor = EXPONENTIAL_END**t
+    elif schedule == "decay":
+        factor = decay**step
     elif schedule == "constant":
         factor = 1.0
     else:

@@ -13,6 +13,7 @@ from rich.table import Table
 from torch import nn
 
 from .. import config as cfg
+from .. import presets
 from ..config import TrainConfig
 from ..distributed import env_rank
 from ..errors import PixelCNNError
@@ -50,6 +51,8 @@ def resume_command(run_dir: Path | None) -> str:
 @user_errors
 def train(
     config_file: Annotated[Optional[str], typer.Option("--config", help="TOML or YAML file with any of these options; flags win")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        help=f"Known-good settings by name, under --config and the flags. {presets.describe()}")] = None,
     epochs: Annotated[Optional[int], typer.Option(help=default(T, "epochs"))] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=default(T, "batch_size"))] = None,
     dataset: Annotated[Optional[str], typer.Option(help=default(T, "dataset"))] = None,
@@ -65,6 +68,7 @@ def train(
     weight_decay: Annotated[Optional[float], typer.Option(help=default(T, "weight_decay"))] = None,
     max_norm: Annotated[Optional[float], typer.Option(help=default(T, "max_norm"))] = None,
     lr_schedule: Annotated[Optional[str], typer.Option(help=default(T, "lr_schedule"))] = None,
+    lr_decay: Annotated[Optional[float], typer.Option(help=default(T, "lr_decay"))] = None,
     warmup_steps: Annotated[Optional[int], typer.Option(help=default(T, "warmup_steps"))] = None,
     epoch_samples: Annotated[Optional[int], typer.Option(help=default(T, "epoch_samples"))] = None,
     unconditional: Annotated[Optional[bool], typer.Option("--unconditional/--conditional", help=default(T, "unconditional"))] = None,
@@ -81,6 +85,7 @@ def train(
     limit_train_batches: Annotated[Optional[int], typer.Option(help=default(T, "limit_train_batches"))] = None,
     limit_test_batches: Annotated[Optional[int], typer.Option(help=default(T, "limit_test_batches"))] = None,
     max_steps: Annotated[Optional[int], typer.Option(help=default(T, "max_steps"))] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help=default(T, "max_minutes"))] = None,
     ema: Annotated[Optional[float], typer.Option(help=default(T, "ema"))] = None,
     precision: Annotated[Optional[str], typer.Option(help=default(T, "precision"))] = None,
     compile_model: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help=default(T, "compile"))] = None,
@@ -89,7 +94,7 @@ def train(
     checkpoint_every: Annotated[Optional[int], typer.Option(help=default(T, "checkpoint_every"))] = None,
     resume: Annotated[Optional[str], typer.Option(
         "--resume", help="Carry on a run: its folder (uses checkpoints/last.pt) or a checkpoint in it. Its options are "
-                         "reused; only --epochs, --max-steps, --lr, --max-norm, --device/--cuda, --num-workers, --data-dir, "
+                         "reused; only --epochs, --max-steps, --max-minutes, --lr, --max-norm, --device/--cuda, --num-workers, --data-dir, "
                          "--download, --epoch-samples, --limit-test-batches, --checkpoint-every, --precision, --compile, --deterministic, --log-every and the wandb options may change")] = None,
     wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help=default(T, "wandb"))] = None,
     wandb_project: Annotated[Optional[str], typer.Option(help=default(T, "wandb_project"))] = None,
@@ -113,7 +118,11 @@ def train(
             config = resume_config(point, cfg.merge(file_values, flags))
         else:
             point = None
-            config = cfg.validate(TrainConfig, cfg.merge(file_values, flags))
+            layered = cfg.merge(cfg.merge(presets.with_preset(file_values, flags), file_values), flags)
+            config = cfg.validate(TrainConfig, layered)
+            hint = presets.small_defaults_hint(config)
+            if hint and rank == 0:
+                common.err.print(hint, style="yellow", highlight=False)
         result = run_training(config, [TrainingProgress(common.err), ResumeNotice()], resume=point)
     except TrainingInterrupted as stop:
         if rank != 0:

@@ -96,6 +96,9 @@ class _Run:
         self.saved_at: tuple[int, int, int] | None = None  # (epoch, batch, step) of the last save
         self.epoch, self.batch, self.step = 1, 0, 0
         self.evaluated = False
+        self.trained_seconds = 0.0  # training steps' time over all sessions of the run (for --max-minutes)
+        self.time_is_up = False
+        self.epoch_clock: float | None = None  # when the epoch's training steps began (while they run)
         self.history: list[dict[str, Any]] = []
         self.best = math.inf
         self.loss_sum: torch.Tensor | float = 0.0  # this epoch's summed loss (a tensor on the device once set up)
@@ -116,11 +119,15 @@ class _Run:
             self.epoch, self.batch = int(pos.get("epoch", 1)), int(pos.get("batch", 0))
             self.evaluated = bool(pos.get("evaluated", False))
             self.step = int(point.checkpoint.get("step", 0))
-            finished = self.epoch > cfg.epochs or (cfg.max_steps is not None and self.step >= cfg.max_steps and self.evaluated)
+            self.trained_seconds = float(state.get("trained_seconds", 0.0))
+            finished = self.epoch > cfg.epochs or (self.evaluated and (
+                (cfg.max_steps is not None and self.step >= cfg.max_steps) or self._out_of_time(0.0)))
             if finished:
+                limits = "".join(f", {flag} {value}" for flag, value in
+                                 (("--max-steps", cfg.max_steps), ("--max-minutes", cfg.max_minutes)) if value is not None)
                 raise ConfigError(
                     f"nothing to resume: {self.run_dir} already reached its end (step {self.step}, --epochs {cfg.epochs}"
-                    f"{'' if cfg.max_steps is None else f', --max-steps {cfg.max_steps}'}); pass a larger --epochs or --max-steps to train longer"
+                    f"{limits}); pass a larger --epochs, --max-steps or --max-minutes to train longer"
                 )
         check_precision(cfg.precision, device)
         self.callbacks = [cb for cb in self.all_callbacks if ctx.is_main or getattr(cb, "all_ranks", False)]
@@ -183,7 +190,7 @@ class _Run:
 
         self.optimizer = make_adam(model.parameters(), cfg.learning_rate, cfg.weight_decay, device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(cfg.lr_schedule, s, self.total_steps, cfg.warmup_steps)
+            self.optimizer, lambda s: lr_factor(cfg.lr_schedule, s, self.total_steps, cfg.warmup_steps, cfg.lr_decay)
         )
         if point is not None:
             raw = state.get("raw_model_state") or point.checkpoint["model_state"]
@@ -234,7 +241,7 @@ class _Run:
         self._load(lambda: self.scheduler.load_state_dict(ckpt["scheduler_state"]), "schedule state")
         # the rate follows the (possibly new) --lr and --epochs/--max-steps from this step on
         self.scheduler.base_lrs = [cfg.learning_rate for _ in self.optimizer.param_groups]
-        rate = cfg.learning_rate * lr_factor(cfg.lr_schedule, self.step, self.total_steps, cfg.warmup_steps)
+        rate = cfg.learning_rate * lr_factor(cfg.lr_schedule, self.step, self.total_steps, cfg.warmup_steps, cfg.lr_decay)
         for group in self.optimizer.param_groups:
             group["initial_lr"] = cfg.learning_rate
             group["lr"] = rate
@@ -281,6 +288,7 @@ class _Run:
             "epoch_seen": seen,
             "world_size": self.ctx.world_size,
             "batches_per_epoch": self.batches,
+            "trained_seconds": self.trained_seconds + (0.0 if self.epoch_clock is None else time.perf_counter() - self.epoch_clock),
         }
         if len(rngs) > 1:  # each rank's stream (dropout draws differ between ranks)
             train_state["rng_by_rank"] = rngs
@@ -373,6 +381,25 @@ class _Run:
     def _max_steps_reached(self) -> bool:
         return self.config.max_steps is not None and self.step >= self.config.max_steps
 
+    def _out_of_time(self, epoch_seconds: float) -> bool:
+        """Whether --max-minutes of training steps are spent (evaluation and sampling do not count)."""
+        limit = self.config.max_minutes
+        return limit is not None and self.trained_seconds + epoch_seconds >= limit * 60
+
+    def _time_up(self, epoch_seconds: float) -> bool:
+        """--max-minutes reached, as all ranks see it: under torchrun they vote at report steps only,
+        so that every rank ends at the same step."""
+        if self.config.max_minutes is None:
+            return False
+        if self.ctx.enabled:
+            if self.step % self.log_every:
+                return False
+            (up,) = distributed.max_all(self.ctx, [int(self._out_of_time(epoch_seconds))], self.device)
+            self.time_is_up = bool(up)
+        else:
+            self.time_is_up = self._out_of_time(epoch_seconds)
+        return self.time_is_up
+
     def _not_finite(self, loss_value: float | None, step: int, own: bool) -> TrainingError:
         if not own:
             where = "loss or gradients became non-finite on another process"
@@ -400,8 +427,9 @@ class _Run:
         self.loader_generator.manual_seed(self.data_seed + self.epoch)  # worker seeds, apart from the global RNG
         started = time.perf_counter()
         trained = 0
-        if self.batch >= self.batches or self._max_steps_reached():
+        if self.batch >= self.batches or self._max_steps_reached() or self.time_is_up:
             return 0.0, 0
+        self.epoch_clock = started
         model.train()
         report_loss = torch.zeros((), dtype=torch.float64, device=device)  # summed loss since the last report
         report_images = 0
@@ -421,7 +449,8 @@ class _Run:
             loss = nll_per_dim(self.model, output, x, levels).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_norm)
+            # max_norm 0 clips nothing; the norm is still wanted for the finite check
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_norm or math.inf)
             loss = loss.detach()
             bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
             first = bad & (self.first_bad_step < 0)
@@ -439,7 +468,7 @@ class _Run:
             self.loss_sum += loss * n
             report_loss += loss * n
             report_images += n
-            last = self.batch >= self.batches or self._max_steps_reached()
+            last = self.batch >= self.batches or self._max_steps_reached() or self._time_up(time.perf_counter() - started)
             save = not last and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
             if last or save or self.step % self.log_every == 0:
                 self._check_finite()
@@ -453,6 +482,7 @@ class _Run:
                 break
             if save:
                 self._save()
+        self.epoch_clock = None
         return time.perf_counter() - started, trained
 
     def _evaluate_and_sample(self) -> tuple[float, float, str | None, bool]:
@@ -469,6 +499,7 @@ class _Run:
                 cb.on_epoch_start(self.epoch, cfg.epochs, self.batches)
             epoch_started = time.perf_counter()
             train_seconds, trained = self._train_epoch()
+            self.trained_seconds += train_seconds
             loss_sum, seen, trained = self._epoch_sums(trained)
             self.rng_mark = rng_states(self.device)
             bits, nats, samples_path, abandoned = distributed.on_main(ctx, self._evaluate_and_sample)
@@ -493,7 +524,7 @@ class _Run:
                 self.epoch, self.batch, self.evaluated = self.epoch + 1, 0, False
                 self.loss_sum.zero_()
                 self.seen = 0
-            else:  # --max-steps ended the run inside this epoch
+            else:  # --max-steps or --max-minutes ended the run inside this epoch
                 self.evaluated = True
             if ctx.is_main:
                 with writing(self.run_dir / "metrics.jsonl"), open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
@@ -501,7 +532,7 @@ class _Run:
             self._save(metrics.as_dict(), best=improved)
             for cb in self.callbacks:
                 cb.on_epoch_end(metrics)
-            if self._max_steps_reached():
+            if self._max_steps_reached() or self.time_is_up:
                 break
         return self.result
 

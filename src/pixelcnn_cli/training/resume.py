@@ -14,7 +14,7 @@ from ..errors import CheckpointError, ConfigError
 
 # Options a resumed run may change; every other option must match the checkpoint's.
 RESUME_MAY_CHANGE = (
-    "epochs", "max_steps", "learning_rate", "max_norm", "device", "num_workers", "data_dir", "download",
+    "epochs", "max_steps", "max_minutes", "learning_rate", "max_norm", "device", "num_workers", "data_dir", "download",
     "epoch_samples", "limit_test_batches", "checkpoint_every", "wandb", "wandb_project", "precision", "compile",
     "deterministic", "log_every",
 )

@@ -1,0 +1,114 @@
+"""Presets: known-good architecture and optimiser settings, by name.
+
+A preset is a table of ``pixelcnn train`` options filled in *under* the config file and the
+flags: ``pydantic defaults <- preset <- --config FILE <- flags``. Without a preset every option
+keeps the seed's default. The chosen name is kept in the config (``preset``), and the run folder
+and checkpoints record the resolved values with it.
+
+The paper presets give the published CIFAR-10 settings (what each paper left open is said in
+``source``); the ``*-cpu`` ones were chosen by measurement on a 2-core CPU
+(``benchmarks/presets.py``; the figures are in the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ArchitectureConfig, TrainConfig
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    purpose: str  # one line: what it is for
+    source: str  # where the values come from
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset(
+        "gated-paper-cifar",
+        "the Gated PixelCNN paper's CIFAR-10 model: 20 gated layers of 384 maps (GPU-sized)",
+        "van den Oord et al. 2016 (arXiv 1606.05328) sec. 3.1: 20 layers, 384 hidden units, 5x5 filters, "
+        "batch 128, 200k updates; the 7x7 mask-A first layer and the 1024-map output block are those of "
+        "arXiv 1601.06759. The paper names no optimiser: Adam 1e-3 with PixelCNN++'s per-step decay.",
+        {"model": "gated", "causal_ksize": 7, "hidden_ksize": 5, "hidden_fmaps": 384, "out_hidden_fmaps": 1024,
+         "hidden_layers": 20, "batch_size": 128, "max_steps": 200_000, "epochs": 512,
+         "learning_rate": 1e-3, "lr_schedule": "decay", "lr_decay": 0.999995, "weight_decay": 0.0, "max_norm": 1.0},
+    ),
+    Preset(
+        "pixelcnnpp-paper-cifar",
+        "the PixelCNN++ paper's CIFAR-10 model: 5 resnets per stage, 160 filters, 10 mixtures (GPU-sized)",
+        "Salimans et al. 2017 (arXiv 1701.05517) and openai/pixel-cnn's train.py: Adam 1e-3 decayed by "
+        "0.999995 every step, dropout 0.5, Polyak averaging 0.9995, no weight decay or clipping, "
+        "12 images per GPU on the 8 GPUs it was trained on (batch 96).",
+        {"model": "pixelcnnpp",
+         "model_options": {"nr_resnet": 5, "nr_filters": 160, "nr_logistic_mix": 10, "dropout": 0.5},
+         "batch_size": 96, "epochs": 5000, "learning_rate": 1e-3, "lr_schedule": "decay", "lr_decay": 0.999995,
+         "ema": 0.9995, "weight_decay": 0.0, "max_norm": 0.0},
+    ),
+    Preset(
+        "gated-cpu",
+        "a gated PixelCNN that learns 256 levels in minutes on a laptop CPU",
+        "chosen by measurement on a 2-core CPU (benchmarks/presets.py)",
+        {"model": "gated", "causal_ksize": 7, "hidden_ksize": 5, "hidden_fmaps": 48, "out_hidden_fmaps": 96,
+         "hidden_layers": 6, "batch_size": 32, "learning_rate": 1e-3, "lr_schedule": "constant",
+         "weight_decay": 0.0, "max_norm": 1.0, "ema": 0.999},
+    ),
+    Preset(
+        "pixelcnnpp-cpu",
+        "a small PixelCNN++ that learns 256 levels in minutes on a laptop CPU",
+        "chosen by measurement on a 2-core CPU (benchmarks/presets.py)",
+        {"model": "pixelcnnpp",
+         "model_options": {"nr_resnet": 1, "nr_filters": 32, "nr_logistic_mix": 5, "dropout": 0.0},
+         "batch_size": 32, "learning_rate": 2e-3, "lr_schedule": "constant",
+         "weight_decay": 0.0, "max_norm": 0.0, "ema": 0.999},
+    ),
+)}
+
+
+def preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}") from None
+
+
+def with_preset(file_values: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """The preset named by the flags or the config file, as the layer under the file's values.
+
+    Returns the preset's values (with ``preset`` set), or ``{}`` without one. A preset made for one
+    model does not silently mix with another: ``--model`` naming a different one is an error.
+    """
+    name = flags.get("preset") or file_values.get("preset")
+    if not name:
+        return {}
+    chosen = preset(str(name))
+    model = flags.get("model") or file_values.get("model")
+    wanted = chosen.values.get("model")
+    if model is not None and wanted is not None and model != wanted:
+        raise ConfigError(f"--preset {chosen.name} is for --model {wanted}, not {model}; drop one of the two")
+    return {**chosen.values, "preset": chosen.name}
+
+
+def describe() -> str:
+    """One line per preset, for ``--help``."""
+    return "; ".join(f"{p.name}: {p.purpose}" for p in PRESETS.values())
+
+
+def small_defaults_hint(config: TrainConfig) -> str | None:
+    """A one-line hint when the seed's small gated defaults meet many colour levels without a preset.
+
+    The seed's 30-map network with a 10-map output block and lr 1e-4 barely moves a 256-way
+    softmax per colour in CPU minutes (README, "Presets").
+    """
+    if config.preset is not None or config.model != "gated" or config.color_levels < 64:
+        return None
+    seed = ArchitectureConfig()
+    defaults = TrainConfig.model_fields
+    if config.architecture() != seed.model_dump() or config.learning_rate != defaults["learning_rate"].default:
+        return None
+    return (f"hint: the seed's small defaults learn {config.color_levels} levels slowly; "
+            "--preset gated-cpu (or pixelcnnpp-cpu) reaches far lower bits/dim in the same time (README: Presets)")

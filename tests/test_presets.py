@@ -1,0 +1,178 @@
+"""Presets (named settings under the config file and flags), --max-minutes, the decay schedule, no clipping."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+import torch
+from conftest import QUICK, TINY
+from test_training import config, one_error_line
+
+from pixelcnn_cli import presets
+from pixelcnn_cli.building import build_model
+from pixelcnn_cli.checkpoint import load_checkpoint
+from pixelcnn_cli.config import ArchitectureConfig, TrainConfig
+from pixelcnn_cli.contracts import ModelSpec
+from pixelcnn_cli.schedules import lr_factor
+from pixelcnn_cli.training import Callback, train
+
+CIFAR = ModelSpec(channels=3, height=32, width=32, color_levels=256, num_classes=10)
+
+
+def hints(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("hint:")]
+
+
+@pytest.mark.parametrize("name", list(presets.PRESETS))
+def test_every_preset_is_a_valid_config_that_builds_its_model(name):
+    values = presets.with_preset({}, {"preset": name})
+    config = TrainConfig.model_validate(values)
+    assert config.preset == name
+    with torch.device("meta"):  # the paper models are GPU-sized: their shapes, without the memory
+        model, options = build_model(config, CIFAR)
+    out = model(torch.zeros(2, 3, 32, 32, device="meta"), torch.zeros(2, dtype=torch.long, device="meta"))
+    assert out.shape[0] == 2 and out.shape[-2:] == (32, 32)
+    assert options == {**options, **values.get("model_options", {})}
+
+
+def test_the_paper_presets_hold_the_papers_settings():
+    gated = TrainConfig.model_validate(presets.with_preset({}, {"preset": "gated-paper-cifar"}))
+    assert (gated.model, gated.hidden_layers, gated.hidden_fmaps, gated.hidden_ksize) == ("gated", 20, 384, 5)
+    pp = TrainConfig.model_validate(presets.with_preset({}, {"preset": "pixelcnnpp-paper-cifar"}))
+    assert pp.model == "pixelcnnpp"
+    assert pp.model_options == {"nr_resnet": 5, "nr_filters": 160, "nr_logistic_mix": 10, "dropout": 0.5}
+    assert (pp.learning_rate, pp.lr_schedule, pp.lr_decay, pp.ema) == (1e-3, "decay", 0.999995, 0.9995)
+    assert pp.max_norm == 0  # the paper clips nothing
+
+
+def test_preset_sits_under_config_file_and_flags_and_is_recorded(cli, tmp_path):
+    (tmp_path / "c.toml").write_text('learning_rate = 5e-4\nhidden_layers = 2\n')
+    result = cli("train", *QUICK, "--epochs", "1", "--preset", "gated-cpu", "--config", "c.toml",
+                 "--hidden-layers", "1", "--run-name", "p")
+    assert result.exit_code == 0, result.stderr
+    recorded = json.loads((tmp_path / "runs" / "p" / "config.json").read_text())["config"]
+    chosen = presets.PRESETS["gated-cpu"].values
+    assert recorded["preset"] == "gated-cpu"
+    assert recorded["learning_rate"] == 5e-4  # the file beats the preset
+    assert recorded["hidden_layers"] == 1  # the flag beats the file
+    assert recorded["hidden_fmaps"] == 6  # TINY's flag beats the preset
+    for key in ("lr_schedule", "weight_decay", "ema"):  # the rest is the preset's
+        assert recorded[key] == chosen[key]
+    ckpt = load_checkpoint(tmp_path / "runs" / "p" / "checkpoints" / "last.pt")
+    assert ckpt["config"] == recorded
+    # resuming keeps the run's resolved values (the preset is not laid over them again)
+    resumed = cli("train", "--resume", "runs/p", "--epochs", "2")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert load_checkpoint(tmp_path / "runs" / "p" / "checkpoints" / "last.pt")["config"]["learning_rate"] == 5e-4
+
+
+def test_preset_named_in_a_config_file(cli, tmp_path):
+    (tmp_path / "c.yaml").write_text("preset: pixelcnnpp-cpu\nmodel_options:\n  nr_filters: 8\n")
+    result = cli("train", *QUICK, "--epochs", "1", "--config", "c.yaml", "--run-name", "pp")
+    assert result.exit_code == 0, result.stderr
+    recorded = json.loads((tmp_path / "runs" / "pp" / "config.json").read_text())
+    assert recorded["config"]["model"] == "pixelcnnpp"
+    # one option changed by the file, the others the preset's
+    assert recorded["model_options"]["nr_filters"] == 8
+    assert recorded["model_options"]["nr_logistic_mix"] == presets.PRESETS["pixelcnnpp-cpu"].values["model_options"]["nr_logistic_mix"]
+
+
+def test_bad_presets_are_one_line_errors(cli):
+    line = one_error_line(cli("train", *QUICK, "--preset", "huge"))
+    assert "unknown preset 'huge'" in line and "gated-cpu" in line
+    line = one_error_line(cli("train", *QUICK, "--preset", "pixelcnnpp-cpu", "--model", "gated"))
+    assert "--preset pixelcnnpp-cpu is for --model pixelcnnpp, not gated" in line
+
+
+def test_hint_names_a_preset_when_the_seed_defaults_meet_256_levels(cli):
+    fast = ["--dataset", "mnist-sample", "--max-steps", "1", "--limit-test-batches", "1", "--batch-size", "4",
+            "--epoch-samples", "0", "--device", "cpu", "--color-levels", "256"]
+    result = cli("train", *fast, "--run-name", "h")
+    assert result.exit_code == 0, result.stderr
+    (line,) = hints(result.stderr)
+    assert "--preset gated-cpu" in line
+    assert hints(cli("train", *fast, "--preset", "gated-cpu", *TINY, "--run-name", "h2").stderr) == []
+    # 2 levels, or a changed architecture or rate: the seed's small model is what was asked for
+    assert presets.small_defaults_hint(TrainConfig(color_levels=2)) is None
+    assert presets.small_defaults_hint(TrainConfig(color_levels=256, learning_rate=1e-3)) is None
+    assert presets.small_defaults_hint(TrainConfig(color_levels=256, hidden_fmaps=60)) is None
+    assert presets.small_defaults_hint(TrainConfig(color_levels=256, **ArchitectureConfig().model_dump())) is not None
+
+
+# -- --max-minutes ----------------------------------------------------------------------------------
+
+class FakeClock:
+    """perf_counter that moves on 10 s at every reading: the loop's time, without waiting."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 10.0
+        return self.now
+
+
+def test_max_minutes_ends_inside_an_epoch_evaluates_and_resume_extends_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(time, "perf_counter", FakeClock())
+    steps = []
+
+    class Steps(Callback):
+        def on_batch_end(self, epoch, batch, batches, loss, speed, lr):
+            steps.append((epoch, batch))
+
+    run = tmp_path / "r"
+    result = train(config(epochs=5, max_minutes=1.0, output_dir=str(tmp_path), run_name="r"), [Steps()])
+    assert 1 < len(steps) < 20 and result.epochs[-1].test_bits_per_dim > 0  # stopped early, and measured
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["train_state"]["position"]["evaluated"] is True
+    assert ckpt["train_state"]["trained_seconds"] >= 60
+    with pytest.raises(Exception, match="nothing to resume"):
+        train(config(epochs=5, max_minutes=1.0, output_dir=str(tmp_path), run_name="r"), [], resume=run)
+    done = len(steps)
+    train(config(epochs=5, max_minutes=2.0, output_dir=str(tmp_path), run_name="r"), [Steps()], resume=run)
+    assert len(steps) > done
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["train_state"]["trained_seconds"] >= 120
+
+
+def test_max_minutes_flag(cli, tmp_path):
+    result = cli("train", *QUICK, "--epochs", "50", "--max-minutes", "0.0001", "--run-name", "t")
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "runs" / "t" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["step"] < 50 * 3
+    assert "max_minutes: Input should be greater than 0" in one_error_line(cli("train", *QUICK, "--max-minutes", "0"))
+
+
+# -- the decay schedule and no clipping --------------------------------------------------------------
+
+def test_decay_schedule_multiplies_every_step():
+    assert lr_factor("decay", 0, 10, 0, 0.5) == 1.0
+    assert lr_factor("decay", 3, 10, 0, 0.5) == 0.125
+    assert lr_factor("decay", 10**6, 10, 0, 0.999995) == pytest.approx(math.exp(10**6 * math.log(0.999995)))
+    assert lr_factor("decay", 1, 10, 4, 0.5) == pytest.approx(0.5 * 0.5)  # warm-up multiplies it too
+
+
+def test_training_follows_the_decay_schedule(tmp_path):
+    rates = []
+
+    class Rates(Callback):
+        def on_batch_end(self, epoch, batch, batches, loss, speed, lr):
+            rates.append(lr)
+
+    train(config(epochs=1, lr_schedule="decay", lr_decay=0.9, learning_rate=1e-3, output_dir=str(tmp_path)), [Rates()])
+    assert rates == pytest.approx([1e-3 * 0.9 ** s for s in range(1, 5)])
+
+
+def test_max_norm_zero_clips_nothing(tmp_path, monkeypatch):
+    seen = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        seen.append(max_norm)
+        return real(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    train(config(epochs=1, max_norm=0.0, output_dir=str(tmp_path)), [])
+    assert seen and all(v == math.inf for v in seen)
