@@ -139,13 +139,12 @@ def test_two_gloo_ranks_stay_in_sync_and_write_one_run(tmp_path):
     assert not (tmp_path / "main-only-rank1.txt").exists()
 
 
-def test_torchrun_launch(tmp_path):
-    """The documented launch: torchrun starts two processes; only rank 0 prints and writes."""
+def run_torchrun(tmp_path, *train_args: str) -> tuple[str, str]:
+    """``torchrun --nproc-per-node 2 -m pixelcnn_cli train ARGS`` in ``tmp_path``; (stdout, stderr), rc checked."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
-               "-m", "pixelcnn_cli", "train", "--dataset", "mnist-sample", "--epochs", "1", "--limit-train-batches", "2",
-               "--limit-test-batches", "1", "--batch-size", "8", "--epoch-samples", "0", "--seed", "0", "--device", "cpu",
-               "--run-name", "tr", *TINY]
+               "-m", "pixelcnn_cli", "train", "--dataset", "mnist-sample", "--limit-test-batches", "1",
+               "--batch-size", "8", "--epoch-samples", "0", "--seed", "0", "--device", "cpu", *train_args, *TINY]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     try:
@@ -153,8 +152,14 @@ def test_torchrun_launch(tmp_path):
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-        raise AssertionError(f"torchrun did not finish within {DEADLINE_S} s")
+        raise AssertionError(f"torchrun did not finish within {DEADLINE_S} s (a rank left waiting?)")
     assert process.returncode == 0, stderr
+    return stdout, stderr
+
+
+def test_torchrun_launch(tmp_path):
+    """The documented launch: torchrun starts two processes; only rank 0 prints and writes."""
+    stdout, stderr = run_torchrun(tmp_path, "--epochs", "1", "--limit-train-batches", "2", "--run-name", "tr")
     assert stderr.count("epoch 1/1 ·") == 1 and stderr.count("run folder runs/tr") == 1, stderr
     assert stdout.count("best: epoch 1") == 1
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["tr"]
@@ -164,20 +169,8 @@ def test_torchrun_launch(tmp_path):
 
 def test_torchrun_ranks_end_a_max_minutes_run_at_the_same_step(tmp_path):
     """--max-minutes under torchrun: the ranks vote at each report step, so none is left waiting."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
-               "-m", "pixelcnn_cli", "train", "--dataset", "mnist-sample", "--epochs", "3", "--limit-train-batches", "4",
-               "--limit-test-batches", "1", "--batch-size", "8", "--epoch-samples", "0", "--seed", "0", "--device", "cpu",
-               "--max-minutes", "0.00001", "--log-every", "2", "--run-name", "tm", *TINY]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    try:
-        _, stderr = process.communicate(timeout=DEADLINE_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise AssertionError(f"torchrun did not finish within {DEADLINE_S} s (a rank left waiting?)")
-    assert process.returncode == 0, stderr
+    run_torchrun(tmp_path, "--epochs", "3", "--limit-train-batches", "4", "--max-minutes", "0.00001", "--log-every", "2",
+                 "--run-name", "tm")
     ckpt = load_checkpoint(tmp_path / "runs" / "tm" / "checkpoints" / "last.pt")
     # the first vote is after step 2 (--log-every 2), and by then both ranks are out of time
     assert ckpt["step"] == 2 and ckpt["train_state"]["position"] == {"epoch": 1, "batch": 2, "evaluated": True}
