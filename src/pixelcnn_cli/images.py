@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from .data.quantize import levels_to_uint8
-from .errors import PixelCNNError
+from .errors import DataError, PixelCNNError
 
 
 def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 128) -> torch.Tensor:
@@ -72,3 +72,38 @@ def save_levels_grid(levels: torch.Tensor, color_levels: int, path: str | Path, 
     pictures = grid(levels_to_uint8(levels.cpu(), color_levels), nrow=nrow)
     scale = max(1, min(4, 256 // max(pictures.shape[1:])))
     return save_png(to_pil(pictures, scale), path)
+
+
+def fit_pictures(pictures: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
+    """``uint8`` ``N x C x H x W`` pictures resized (and, between grey and RGB, converted) to the model's."""
+    if tuple(pictures.shape[1:]) == (channels, height, width):
+        return pictures
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    return torch.stack([_from_pil(to_pil(p).convert(mode).resize((width, height), Image.BILINEAR), channels)
+                        for p in pictures])
+
+
+def read_image_files(paths: list[str], channels: int, height: int, width: int) -> torch.Tensor:
+    """Image files -> ``uint8`` ``N x C x H x W`` in the model's colours and size."""
+    from PIL import Image, UnidentifiedImageError
+
+    mode = "L" if channels == 1 else "RGB"
+    pictures = []
+    for name in paths:
+        try:
+            with Image.open(name) as image:
+                image.load()
+                picture = image.convert(mode)
+        except (OSError, UnidentifiedImageError) as error:
+            raise DataError(f"--images: cannot read {name} as an image: {getattr(error, 'strerror', None) or error}") from None
+        if picture.size != (width, height):
+            picture = picture.resize((width, height), Image.BILINEAR)
+        pictures.append(_from_pil(picture, channels))
+    return torch.stack(pictures)
+
+
+def _from_pil(image, channels: int) -> torch.Tensor:
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    return data.view(image.height, image.width, channels).permute(2, 0, 1).contiguous()

@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .config import DEFAULT_SAMPLER, SAMPLERS  # noqa: F401  (re-exported: the sampler names)
 from .contracts import ModelSpec
 from .data.quantize import levels_to_input, levels_to_uint8
 from .errors import PixelCNNError
@@ -38,8 +39,6 @@ Progress = Callable[[int, int], None]
 LogitsHook = Callable[[int, int, int, torch.Tensor], None]
 Notice = Callable[[str], None]
 
-SAMPLERS = ("naive", "cached")
-DEFAULT_SAMPLER = "cached"
 
 #: Intra-op threads of the cached sampler on the CPU. Its per-pixel tensors are tiny (a batch
 #: of feature vectors), so extra threads mostly add synchronisation: reductions such as softmax

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from .common import PlainErrorsGroup
+from .common import HelpCommand, PlainErrorsGroup
 from .evaluate import eval_command
 from .inspect_masks import inspect_masks
 from .plugins import plugins
@@ -19,8 +19,8 @@ app = typer.Typer(
     help="Gated PixelCNN: train, sample, evaluate and inspect autoregressive image models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: option help may contain [default: ...]
-    add_completion=False,
+    rich_markup_mode=None,  # help strings are plain text; common.HelpCommand draws them with Rich on a terminal
+    add_completion=True,  # --install-completion: quick, since no command imports torch before it runs
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -38,12 +38,12 @@ def root(
     """Gated PixelCNN: train, sample, evaluate and inspect autoregressive image models."""
 
 
-app.command("train")(train)
-app.command("sample")(sample)
-app.command("eval")(eval_command)
-app.command("inspect-masks")(inspect_masks)
-app.command("plugins")(plugins)
+app.command("train", cls=HelpCommand)(train)
+app.command("sample", cls=HelpCommand)(sample)
+app.command("eval", cls=HelpCommand)(eval_command)
+app.command("inspect-masks", cls=HelpCommand)(inspect_masks)
+app.command("plugins", cls=HelpCommand)(plugins)
 
 
 def main() -> None:
-    app()
+    app(prog_name="pixelcnn")  # also under `python -m pixelcnn_cli`: completion is keyed to this name

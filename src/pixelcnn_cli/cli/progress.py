@@ -141,3 +141,17 @@ class SamplingProgress:
                 f"{self.description}: {self.done:,}/{self.total:,} pixel-colours in {now - self.started:.1f} s "
                 f"({self._rate(now)})", markup=False
             )
+
+
+class ResumeNotice(Callback):
+    """Says where a resumed run carries on."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
+        if info.resumed_from is not None:
+            self.console.print(
+                f"resuming {info.resumed_from}: epoch {info.start_epoch}/{info.config.epochs}, "
+                f"batch {info.start_batch}/{info.batches_per_epoch}, step {info.start_step}"
+            )

@@ -5,28 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import torch
 import typer
 
 from .. import config as cfg
-from ..config import SampleConfig
-from ..data.quantize import to_levels
+from ..config import DEFAULT_SAMPLER, SAMPLERS, SampleConfig
 from ..errors import ConfigError, DataError
-from ..images import check_png_target, grid, save_levels_grid, save_png, to_pil
-from ..sampling import (
-    DEFAULT_SAMPLER,
-    SAMPLERS,
-    complete as run_completion,
-    completion_tiles,
-    draw_uniforms,
-    make_generator,
-    resolve_labels,
-    sample as run_sampler,
-)
-from ..training import seed_everything
 from . import common
 from .common import device_from_flags, user_errors
-from .loading import load_model
 
 SAMPLE_COUNT = 64  # images drawn by default
 COMPLETION_COUNT = 4  # completions per source image by default
@@ -91,6 +76,16 @@ def sample(
     for name in files:
         if not Path(name).is_file():
             raise DataError(f"--images: no such file: {name}")
+    # torch loads here, not at import: --help and completion stay quick
+    from ..completion import dataset_sources, file_sources
+    from ..data.quantize import to_levels
+    from ..images import check_png_target, grid, save_levels_grid, save_png, to_pil
+    from ..sampling import complete as run_completion
+    from ..sampling import completion_tiles, draw_uniforms, resolve_labels
+    from ..sampling import sample as run_sampler
+    from ..training import seed_everything
+    from .loading import load_model
+
     target = check_png_target(options.output_fname)  # before minutes of sampling, not after
     model, spec, train_config, path, torch_device = load_model(options.model_path, runs_dir, options.device)
     h, w = options.height or spec.height, options.width or spec.width
@@ -109,32 +104,9 @@ def sample(
         return
 
     # -- completion -------------------------------------------------------------------------
-    if files:
-        pictures = read_image_files(files, spec.channels, h, w)
-        source_labels = None
-        where = f"{len(files)} image file{'s' if len(files) > 1 else ''}"
-    else:
-        from ..building import load_data
-
-        data = load_data(train_config.dataset, data_dir or train_config.data_dir, train_config.download,
-                         train_config.dataset_options)
-        if data.channels != spec.channels:
-            raise DataError(f"{train_config.dataset} has {data.channels} channels but the model has {spec.channels}")
-        total = len(data.test)
-        if total == 0:
-            raise DataError(f"{train_config.dataset} has no test images to complete")
-        if wanted is None:
-            wanted = torch.randperm(total, generator=make_generator(options.seed, 2))[: min(sources, total)].tolist()
-        bad = [i for i in wanted if i >= total]
-        if bad:
-            raise DataError(f"--indices: {train_config.dataset} has {total} test images (0 to {total - 1}); got {bad[0]}")
-        items = [data.test[i] for i in wanted]
-        pictures = torch.stack([torch.as_tensor(item[0]) for item in items])
-        if pictures.dtype != torch.uint8:
-            raise DataError(f"dataset items must be uint8 images, got {pictures.dtype}")
-        pictures = fit_pictures(pictures, spec.channels, h, w)
-        source_labels = torch.tensor([int(item[1]) for item in items], dtype=torch.long)
-        where = f"{train_config.dataset} test images {', '.join(str(i) for i in wanted)}"
+    chosen = (file_sources(files, spec, h, w) if files else
+              dataset_sources(train_config, data_dir, wanted, sources, options.seed, spec, h, w))
+    pictures, source_labels, where = chosen.pictures, chosen.labels, chosen.description
 
     n_sources = pictures.shape[0]
     per = options.count
@@ -176,41 +148,6 @@ def parse_indices(text: str) -> list[int]:
     if not values:
         raise ConfigError("--indices: no image numbers given")
     return values
-
-
-def fit_pictures(pictures: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
-    """``uint8`` ``N x C x H x W`` pictures resized (and, between grey and RGB, converted) to the model's."""
-    if tuple(pictures.shape[1:]) == (channels, height, width):
-        return pictures
-    from PIL import Image
-
-    mode = "L" if channels == 1 else "RGB"
-    return torch.stack([_from_pil(to_pil(p).convert(mode).resize((width, height), Image.BILINEAR), channels)
-                        for p in pictures])
-
-
-def read_image_files(paths: list[str], channels: int, height: int, width: int) -> torch.Tensor:
-    """Image files -> ``uint8`` ``N x C x H x W`` in the model's colours and size."""
-    from PIL import Image, UnidentifiedImageError
-
-    mode = "L" if channels == 1 else "RGB"
-    pictures = []
-    for name in paths:
-        try:
-            with Image.open(name) as image:
-                image.load()
-                picture = image.convert(mode)
-        except (OSError, UnidentifiedImageError) as error:
-            raise DataError(f"--images: cannot read {name} as an image: {getattr(error, 'strerror', None) or error}") from None
-        if picture.size != (width, height):
-            picture = picture.resize((width, height), Image.BILINEAR)
-        pictures.append(_from_pil(picture, channels))
-    return torch.stack(pictures)
-
-
-def _from_pil(image, channels: int) -> torch.Tensor:
-    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    return data.view(image.height, image.width, channels).permute(2, 0, 1).contiguous()
 
 
 def sampling_progress(description: str, images: int):
