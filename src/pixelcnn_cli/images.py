@@ -75,35 +75,66 @@ def save_levels_grid(levels: torch.Tensor, color_levels: int, path: str | Path, 
 
 
 def fit_pictures(pictures: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
-    """``uint8`` ``N x C x H x W`` pictures resized (and, between grey and RGB, converted) to the model's."""
+    """``uint8`` ``N x C x H x W`` pictures converted (grey <-> RGB) and fitted to the model's, as
+    :func:`read_picture` fits a file."""
     if tuple(pictures.shape[1:]) == (channels, height, width):
         return pictures
-    from PIL import Image
+    return torch.stack([_fit(to_pil(p), channels, height, width) for p in pictures])
 
-    mode = "L" if channels == 1 else "RGB"
-    return torch.stack([_from_pil(to_pil(p).convert(mode).resize((width, height), Image.BILINEAR), channels)
-                        for p in pictures])
+
+class PictureError(DataError):
+    """A file that could not be read as a picture; ``reason`` says why, without the path."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"cannot read {path} as an image: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def read_picture(path: str | Path, channels: int, height: int, width: int) -> torch.Tensor:
+    """One picture file as a ``uint8`` tensor ``channels x height x width``.
+
+    The one way pixelcnn reads pictures (the imagefolder plugin, ``sample --complete --images``):
+    EXIF orientation applied; transparent pixels composited on white; 16-bit grey scaled to 8 bits
+    (65535 -> 255), not clipped; converted to grey or RGB; the shorter side resized to fit and the
+    rest centre-cropped, so the aspect ratio is kept. Raises :class:`PictureError`.
+    """
+    from PIL import ImageOps
+
+    try:
+        with Image.open(path) as image:
+            if image.format == "JPEG":
+                image.draft("L" if channels == 1 else "RGB", (width, height))  # decode big JPEGs smaller (never below the target)
+            image = ImageOps.exif_transpose(image)
+            image.load()
+            return _fit(image, channels, height, width)
+    except Exception as error:  # Pillow raises many kinds for a bad file (OSError, SyntaxError, ValueError...)
+        text = (getattr(error, "strerror", None) or str(error)).strip().splitlines()
+        reason = (text[0] if text else type(error).__name__).replace(f" {str(path)!r}", "")
+        raise PictureError(path, reason) from None
 
 
 def read_image_files(paths: list[str], channels: int, height: int, width: int) -> torch.Tensor:
-    """Image files -> ``uint8`` ``N x C x H x W`` in the model's colours and size."""
-    from PIL import Image, UnidentifiedImageError
-
-    mode = "L" if channels == 1 else "RGB"
-    pictures = []
-    for name in paths:
-        try:
-            with Image.open(name) as image:
-                image.load()
-                picture = image.convert(mode)
-        except (OSError, UnidentifiedImageError) as error:
-            raise DataError(f"--images: cannot read {name} as an image: {getattr(error, 'strerror', None) or error}") from None
-        if picture.size != (width, height):
-            picture = picture.resize((width, height), Image.BILINEAR)
-        pictures.append(_from_pil(picture, channels))
-    return torch.stack(pictures)
+    """Picture files -> ``uint8`` ``N x C x H x W`` (see :func:`read_picture`)."""
+    return torch.stack([read_picture(name, channels, height, width) for name in paths])
 
 
-def _from_pil(image, channels: int) -> torch.Tensor:
+def _fit(image: Image.Image, channels: int, height: int, width: int) -> torch.Tensor:
+    from PIL import ImageOps
+
+    if image.mode in _SIXTEEN_BIT:  # 16-bit grey: scale to 8 bits (convert("L") would clip at 255)
+        image = image.convert("I")
+        if image.getextrema()[1] > 255:  # a 32-bit "I" picture may hold 8-bit values: those stay
+            image = image.point(lambda v: v * (255 / 65535) + 0.5)
+        image = image.convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image.size != (width, height):
+        image = ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
     data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    return data.view(image.height, image.width, channels).permute(2, 0, 1).contiguous()
+    return data.view(height, width, channels).permute(2, 0, 1).contiguous()
