@@ -55,11 +55,16 @@ def check_png_target(path: str | Path) -> Path:
 
 def save_png(image: Image.Image, path: str | Path) -> Path:
     """Save atomically (temporary file, then rename), so a reader never sees half a picture."""
+    return write_png(lambda f: image.save(f, format="PNG"), path)
+
+
+def write_png(write, path: str | Path) -> Path:
+    """``write(binary_file)`` into ``path`` atomically: a Pillow image, a matplotlib figure."""
     path = check_png_target(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
+            write(f)
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
@@ -80,6 +85,10 @@ def fit_pictures(pictures: torch.Tensor, channels: int, height: int, width: int)
     if tuple(pictures.shape[1:]) == (channels, height, width):
         return pictures
     return torch.stack([_fit(to_pil(p), channels, height, width) for p in pictures])
+
+
+#: What a folder of pictures is searched for (Pillow reads them all).
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 class PictureError(DataError):

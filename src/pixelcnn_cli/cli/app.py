@@ -12,11 +12,12 @@ from .evaluate import eval_command
 from .inspect_masks import inspect_masks
 from .plugins import plugins
 from .sample import sample
+from .score import score
 from .train import train
 
 app = typer.Typer(
     cls=PlainErrorsGroup,
-    help="Gated PixelCNN: train, sample, evaluate and inspect autoregressive image models.",
+    help="PixelCNN models (Gated PixelCNN, PixelCNN++): train, sample, evaluate, score and inspect.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help strings are plain text; common.HelpCommand draws them with Rich on a terminal
@@ -35,12 +36,13 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit")] = False,
 ) -> None:
-    """Gated PixelCNN: train, sample, evaluate and inspect autoregressive image models."""
+    """PixelCNN models (Gated PixelCNN, PixelCNN++): train, sample, evaluate, score and inspect."""
 
 
 app.command("train", cls=HelpCommand)(train)
 app.command("sample", cls=HelpCommand)(sample)
 app.command("eval", cls=HelpCommand)(eval_command)
+app.command("score", cls=HelpCommand)(score)
 app.command("inspect-masks", cls=HelpCommand)(inspect_masks)
 app.command("plugins", cls=HelpCommand)(plugins)
 

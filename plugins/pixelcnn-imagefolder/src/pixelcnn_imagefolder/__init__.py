@@ -22,11 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pixelcnn_cli import ImageData, TensorImageDataset
 from pixelcnn_cli.errors import DataError
-from pixelcnn_cli.images import PictureError, read_picture
+from pixelcnn_cli.images import PICTURE_EXTENSIONS, PictureError, read_picture
 
 __version__ = "0.1.0"
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+EXTENSIONS = PICTURE_EXTENSIONS
 _PIL_MODES = {"grey": "L", "rgb": "RGB"}
 _LISTED = 5  # unreadable files named in the warning; the rest are counted
 
