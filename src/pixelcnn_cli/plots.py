@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .images import write_png
+from .images import write_atomic
 
 # One colour per run or set, the same in every panel.
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -22,7 +22,7 @@ def _figure(width: float, height: float):
 
 
 def _save(figure, path: str | Path) -> Path:
-    return write_png(lambda f: figure.savefig(f, format="png"), path)
+    return write_atomic(lambda f: figure.savefig(f, format="png"), path)
 
 
 def training_curves(runs: list[tuple[str, list[dict[str, Any]]]], path: str | Path) -> Path:

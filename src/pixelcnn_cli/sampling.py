@@ -85,6 +85,16 @@ def resolve_labels(label: int, count: int, spec: ModelSpec, seed: int | None) ->
     return torch.randint(spec.num_classes, (count,), generator=make_generator(seed, 1))
 
 
+def per_class_labels(spec: ModelSpec, per_class: int) -> tuple[torch.Tensor, list[str]]:
+    """``per_class`` images of every class in turn, and the classes' names (for one grid row each)."""
+    if not spec.num_classes:
+        raise PixelCNNError("--per-class: this model was trained without labels (unconditional)")
+    names = list(spec.class_names or []) or [str(i) for i in range(spec.num_classes)]
+    if len(names) != spec.num_classes:
+        names = [str(i) for i in range(spec.num_classes)]
+    return torch.arange(spec.num_classes).repeat_interleave(per_class), names
+
+
 # -- choosing a sampler ---------------------------------------------------------------------
 
 

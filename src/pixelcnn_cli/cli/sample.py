@@ -16,6 +16,8 @@ from .common import device_from_flags, user_errors
 SAMPLE_COUNT = 64  # images drawn by default
 COMPLETION_COUNT = 4  # completions per source image by default
 COMPLETION_SOURCES = 4  # random test images completed by default
+PER_CLASS_COUNT = 8  # images per class with --per-class
+ANIMATION_FRAMES = 48  # frames of --animate by default (before the held last one)
 
 
 @user_errors
@@ -30,6 +32,10 @@ def sample(
     sampler: Annotated[str, typer.Option(help=f"Sampler: cached (fast, exact; models without incremental state fall back to naive) or naive (one forward pass per pixel and colour) [default: {DEFAULT_SAMPLER}]", show_default=False)] = DEFAULT_SAMPLER,
     seed: Annotated[Optional[int], typer.Option(help="Random seed for repeatable samples")] = None,
     nrow: Annotated[Optional[int], typer.Option(help="Images per grid row [default: square grid]")] = None,
+    per_class: Annotated[bool, typer.Option("--per-class", help=f"One row per class, named, -c images each [default -c: {PER_CLASS_COUNT}]")] = False,
+    scale: Annotated[Optional[int], typer.Option(min=1, max=32, help="Enlarge the grid this many times [default: a 28x28 or 32x32 image 4x]")] = None,
+    animate: Annotated[Optional[str], typer.Option(help="Also write the grid filling in pixel by pixel, from the same draw: .gif (256 colours a frame) or .png (animated PNG, exact)")] = None,
+    frame_every: Annotated[Optional[int], typer.Option(min=1, help="With --animate: pixels between frames [default: about 48 frames]")] = None,
     complete: Annotated[bool, typer.Option("--complete", help="Complete images: keep their top rows and sample the rest")] = False,
     images: Annotated[Optional[list[str]], typer.Option("--images", help="With --complete: image files to complete (--images a.png b.png ...), converted to the model's colours and size")] = None,
     indices: Annotated[Optional[str], typer.Option(help="With --complete: test images of the checkpoint's dataset to complete, e.g. 0,5,7 [default: random ones, by --seed]")] = None,
@@ -51,6 +57,10 @@ def sample(
     if sampler not in SAMPLERS:
         raise ConfigError(f"--sampler: must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
     files = [*(images or []), *(more_images or [])]
+    if per_class and (label != -1 or nrow is not None):
+        raise ConfigError(f"--per-class: not with {'--label' if label != -1 else '--nrow'} (one row per class)")
+    if frame_every is not None and not animate:
+        raise ConfigError("--frame-every: only with --animate")
     if not complete:
         given = [flag for flag, value in (("--images", files), ("--indices", indices), ("--keep-rows", keep_rows),
                                           ("--data-dir", data_dir)) if value]
@@ -58,11 +68,13 @@ def sample(
             given.append("--keep-rows")
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --complete")
+    elif per_class or animate:
+        raise ConfigError(f"{'--per-class' if per_class else '--animate'}: not with --complete")
     elif files and indices:
         raise ConfigError("--images and --indices: give one or the other")
     elif nrow is not None:
         raise ConfigError("--nrow: not with --complete (the grid has one row per image)")
-    default_count = COMPLETION_COUNT if complete else SAMPLE_COUNT
+    default_count = COMPLETION_COUNT if complete else PER_CLASS_COUNT if per_class else SAMPLE_COUNT
     default_name = "samples/completions.png" if complete else "samples/samples.png"
     options = cfg.validate(
         SampleConfig,
@@ -79,28 +91,45 @@ def sample(
     # torch loads here, not at import: --help and completion stay quick
     from ..completion import dataset_sources, file_sources
     from ..data.quantize import to_levels
-    from ..images import check_png_target, grid, save_levels_grid, save_png, to_pil
+    from ..data.quantize import levels_to_uint8
+    from ..images import check_png_target, check_target, generation_frames, render_grid, save_animation, save_png
     from ..sampling import complete as run_completion
-    from ..sampling import completion_tiles, draw_uniforms, resolve_labels
+    from ..sampling import completion_tiles, draw_uniforms, per_class_labels, resolve_labels
     from ..sampling import sample as run_sampler
     from ..training import seed_everything
     from .loading import load_model
 
     target = check_png_target(options.output_fname)  # before minutes of sampling, not after
+    movie = check_target(animate, (".gif", ".png")) if animate else None
+    if movie is not None and movie.resolve() == target.resolve():
+        raise ConfigError(f"--animate: {movie} is also the still grid (--output-fname); give it another name")
     model, spec, train_config, path, torch_device = load_model(options.model_path, runs_dir, options.device)
     h, w = options.height or spec.height, options.width or spec.width
     seed_everything(options.seed)
     notice = lambda message: common.err.print(f"notice: {message}", markup=False)  # noqa: E731
 
     if not complete:
-        labels = resolve_labels(options.label, options.count, spec, options.seed)
-        uniforms = draw_uniforms(options.count, spec.channels, h, w, options.seed)
-        with sampling_progress("sampling", options.count) as progress:
+        row_names = None
+        if per_class:
+            labels, row_names = per_class_labels(spec, options.count)
+            nrow = options.count
+        else:
+            labels = resolve_labels(options.label, options.count, spec, options.seed)
+        total = labels.shape[0] if labels is not None else options.count
+        uniforms = draw_uniforms(total, spec.channels, h, w, options.seed)
+        with sampling_progress("sampling", total) as progress:
             levels = run_sampler(model, spec, labels, uniforms, options.temperature, sampler, progress, notice,
                                  tf32=tf32)
-        save_levels_grid(levels, spec.color_levels, target, nrow)
-        what = f"label {options.label}" if options.label >= 0 else ("random labels" if spec.num_classes else "unconditional")
-        common.out.print(f"wrote {options.count} samples ({h}x{w}, {what}) to {target}")
+        pictures = levels_to_uint8(levels.cpu(), spec.color_levels)
+        save_png(render_grid(pictures, nrow, scale, row_names), target)
+        what = (f"{options.count} per class, one row each" if per_class else f"label {options.label}" if options.label >= 0
+                else "random labels" if spec.num_classes else "unconditional")
+        common.out.print(f"wrote {total} samples ({h}x{w}, {what}) to {target}")
+        if movie is not None:
+            every = frame_every or max(1, -(-h * w // ANIMATION_FRAMES))
+            frames = generation_frames(pictures, every, nrow, scale, row_names)
+            save_animation(frames, movie)
+            common.out.print(f"wrote the generation, {len(frames)} frames (one every {every} pixels), to {movie}")
         return
 
     # -- completion -------------------------------------------------------------------------
@@ -126,9 +155,7 @@ def sample(
     with sampling_progress("completing", n_sources * per) as progress:
         levels = run_completion(model, spec, known, keep, labels, uniforms, options.temperature, sampler, progress, notice,
                                 tf32=tf32)
-    picture = grid(completion_tiles(originals, levels, keep, spec.color_levels), nrow=per + 2)
-    scale = max(1, min(4, 256 // max(picture.shape[1:])))
-    save_png(to_pil(picture, scale), target)
+    save_png(render_grid(completion_tiles(originals, levels, keep, spec.color_levels), per + 2, scale), target)
     common.out.print(
         f"wrote {per} completion{'s' if per > 1 else ''} of each of {where} ({h}x{w}, top {keep} rows kept; "
         f"columns: original, kept part, completions) to {target}"
