@@ -452,7 +452,7 @@ def test_a_skipped_step_leaves_weights_and_optimiser_as_they_were():
 
 def test_bf16_on_a_gpu_without_bfloat16_is_refused_up_front(monkeypatch):
     from pixelcnn_cli.errors import ConfigError
-    from pixelcnn_cli.training.loop import check_precision
+    from pixelcnn_cli.training.reproducibility import check_precision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")

@@ -36,8 +36,8 @@ def training_curves(runs: list[tuple[str, list[dict[str, Any]]]], path: str | Pa
         colour = COLOURS[i % len(COLOURS)]
         epochs = [r["epoch"] for r in records]
         bits.plot(epochs, [r["test_bits_per_dim"] for r in records], "-o", color=colour, markersize=3, label=f"{name} test")
-        bits.plot(epochs, [r["train_bits_per_dim"] for r in records], "--", color=colour, alpha=0.7, label=f"{name} train")
-        rate.plot(epochs, [r["learning_rate"] for r in records], "-", color=colour, label=name)
+        bits.plot(epochs, [r["train_bits_per_dim"] for r in records], "--x", color=colour, alpha=0.7, markersize=4, label=f"{name} train")
+        rate.plot(epochs, [r["learning_rate"] for r in records], "-o", color=colour, markersize=3, label=name)
     bits.set(xlabel="epoch", ylabel="bits/dim", title="bits/dim (solid: test, dashed: train)")
     rate.set(xlabel="epoch", ylabel="learning rate (at the epoch's end)", title="learning rate", yscale="log")
     for axes in (bits, rate):

@@ -11,6 +11,7 @@ from .common import HelpCommand, PlainErrorsGroup
 from .evaluate import eval_command
 from .inspect_masks import inspect_masks
 from .plugins import plugins
+from .runs import plot, runs
 from .sample import sample
 from .score import score
 from .train import train
@@ -44,6 +45,8 @@ app.command("sample", cls=HelpCommand)(sample)
 app.command("eval", cls=HelpCommand)(eval_command)
 app.command("score", cls=HelpCommand)(score)
 app.command("inspect-masks", cls=HelpCommand)(inspect_masks)
+app.command("runs", cls=HelpCommand)(runs)
+app.command("plot", cls=HelpCommand)(plot)
 app.command("plugins", cls=HelpCommand)(plugins)
 
 
