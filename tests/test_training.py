@@ -261,14 +261,17 @@ def test_second_signal_stops_at_once(cli, tmp_path, monkeypatch):
     before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN in a background job
 
     class DoubleCtrlC(Callback):
+        def __init__(self, *args):  # stands in for the CLI's ResumeNotice(console)
+            pass
+
         def on_batch_end(self, epoch, batch, *args):
             if epoch == 2 and batch == 1:
                 os.kill(os.getpid(), signal.SIGINT)
                 os.kill(os.getpid(), signal.SIGINT)
 
-    from pixelcnn_cli.cli import train as train_command
+    from pixelcnn_cli.cli import progress
 
-    monkeypatch.setattr(train_command, "ResumeNotice", DoubleCtrlC)
+    monkeypatch.setattr(progress, "ResumeNotice", DoubleCtrlC)
     result = cli("train", *QUICK, "--epochs", "3", "--run-name", "c")
     assert result.exit_code == 130
     line = one_error_line(result)
@@ -449,7 +452,7 @@ def test_a_skipped_step_leaves_weights_and_optimiser_as_they_were():
 
 def test_bf16_on_a_gpu_without_bfloat16_is_refused_up_front(monkeypatch):
     from pixelcnn_cli.errors import ConfigError
-    from pixelcnn_cli.training.loop import check_precision
+    from pixelcnn_cli.training.reproducibility import check_precision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .config import MIN_CHECK_SIZE
 from .contracts import ModelSpec
 from .likelihood import level_logits
 
@@ -75,9 +76,6 @@ class CausalityReport:
         return row, col, channel
 
 
-#: Side of the smallest image checked: a 1x1 image has no earlier pixel (only earlier colours),
-#: so a model blind to its own row or to the row above would pass.
-MIN_CHECK_SIZE = 2
 
 
 def full_view_size(model: nn.Module, spec: ModelSpec, cap: int = 8) -> int:

@@ -123,6 +123,14 @@ class TrainConfig(ArchitectureConfig):
         return {name: getattr(self, name) for name in ArchitectureConfig.model_fields}
 
 
+#: Side of the smallest image a causality check runs on (causality.py): a 1x1 image has no earlier
+#: pixel (only earlier colours), so a model blind to its own row or to the row above would pass.
+MIN_CHECK_SIZE = 2
+
+SAMPLERS = ("naive", "cached")  # see sampling.py
+DEFAULT_SAMPLER = "cached"
+
+
 class SampleConfig(_Strict):
     model_path: str | None = None
     output_fname: str = "samples/samples.png"

@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .config import DEFAULT_SAMPLER, SAMPLERS  # noqa: F401  (re-exported: the sampler names)
 from .contracts import ModelSpec
 from .data.quantize import levels_to_input, levels_to_uint8
 from .errors import PixelCNNError
@@ -38,8 +39,6 @@ Progress = Callable[[int, int], None]
 LogitsHook = Callable[[int, int, int, torch.Tensor], None]
 Notice = Callable[[str], None]
 
-SAMPLERS = ("naive", "cached")
-DEFAULT_SAMPLER = "cached"
 
 #: Intra-op threads of the cached sampler on the CPU. Its per-pixel tensors are tiny (a batch
 #: of feature vectors), so extra threads mostly add synchronisation: reductions such as softmax
@@ -84,6 +83,16 @@ def resolve_labels(label: int, count: int, spec: ModelSpec, seed: int | None) ->
     if label >= 0:
         return torch.full((count,), label, dtype=torch.long)
     return torch.randint(spec.num_classes, (count,), generator=make_generator(seed, 1))
+
+
+def per_class_labels(spec: ModelSpec, per_class: int) -> tuple[torch.Tensor, list[str]]:
+    """``per_class`` images of every class in turn, and the classes' names (for one grid row each)."""
+    if not spec.num_classes:
+        raise PixelCNNError("--per-class: this model was trained without labels (unconditional)")
+    names = list(spec.class_names or []) or [str(i) for i in range(spec.num_classes)]
+    if len(names) != spec.num_classes:
+        names = [str(i) for i in range(spec.num_classes)]
+    return torch.arange(spec.num_classes).repeat_interleave(per_class), names
 
 
 # -- choosing a sampler ---------------------------------------------------------------------

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import typer
 import yaml
 from pydantic import BaseModel
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from ..errors import ConfigError, PixelCNNError
 
@@ -39,8 +40,46 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+@contextlib.contextmanager
+def _help_as_plain_text(command: Any) -> Iterator[None]:
+    """Our help strings are plain text (they say ``[default: 25]``): escaped for Rich while it renders."""
+    from rich.markup import escape
+
+    saved = [(command, command.help)] + [(p, getattr(p, "help", None)) for p in command.params]
+    for owner, text in saved:
+        if text:
+            owner.help = escape(text)
+    try:
+        yield
+    finally:
+        for owner, text in saved:
+            owner.help = text
+
+
+def _format_help(command: Any, plain: Callable[[], None], ctx: Any) -> None:
+    """Typer's Rich panels on a terminal; plain text in pipes, files and logs."""
+    if not Console().is_terminal:  # on stdout, where help goes; TTY_COMPATIBLE / FORCE_COLOR=1 force it
+        plain()
+        return
+    from typer import rich_utils
+
+    with _help_as_plain_text(command):
+        rich_utils.rich_format_help(obj=command, ctx=ctx, markup_mode="rich")
+
+
+class HelpCommand(TyperCommand):
+    """A subcommand whose ``--help`` is drawn in Typer's Rich style where a terminal shows it."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _format_help(self, lambda: super(HelpCommand, self).format_help(ctx, formatter), ctx)
+
+
 class PlainErrorsGroup(TyperGroup):
-    """Renders usage errors and our own errors as one plain line each, never a traceback."""
+    """Renders usage errors and our own errors as one plain line each, never a traceback;
+    help in Typer's Rich style on a terminal."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _format_help(self, lambda: super(PlainErrorsGroup, self).format_help(ctx, formatter), ctx)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any) -> Any:
         refresh_consoles()
@@ -57,6 +96,15 @@ class PlainErrorsGroup(TyperGroup):
         except PixelCNNError as error:
             fail(str(error), error.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def completes(names: Callable[[], Any]) -> Callable[[str], list[str]]:
+    """A Tab-completion callback offering ``names()`` (registry or preset names: no torch needed)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [name for name in names() if name.startswith(incomplete)]
+
+    return complete
 
 
 def user_errors(command: Callable) -> Callable:

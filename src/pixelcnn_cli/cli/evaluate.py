@@ -7,19 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..building import load_data
-from ..data.loading import make_loader
+from .. import registry
 from ..errors import DataError
-from ..evaluation import evaluate
 from . import common
-from .common import device_from_flags, user_errors
-from .loading import load_model
+from .common import completes, device_from_flags, user_errors
 
 
 @user_errors
 def eval_command(
     model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint (or run folder) to evaluate [default: the newest run's best]")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset to evaluate on [default: the one it was trained on]")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset to evaluate on [default: the one it was trained on]",
+                                                   autocompletion=completes(registry.datasets.names))] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Dataset folder [default: the training one]")] = None,
     download: Annotated[Optional[bool], typer.Option("--download/--no-download", help="Download missing dataset files [default: as in training]")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch")] = 256,
@@ -30,6 +28,12 @@ def eval_command(
     tf32: Annotated[bool, typer.Option("--tf32", help="On CUDA, allow TF32 arithmetic: faster on recent GPUs, at TF32's rounding [default: full fp32]")] = False,
 ) -> None:
     """Test negative log-likelihood of a trained model, in nats/image and bits/dim."""
+    # torch loads here, not at import: --help and completion stay quick
+    from ..building import load_data
+    from ..data.loading import make_loader
+    from ..evaluation import evaluate
+    from .loading import load_model
+
     model, spec, config, path, torch_device = load_model(model_path, runs_dir, device_from_flags(device, cuda))
     name = dataset or config.dataset
     options = config.dataset_options if name == config.dataset else {}

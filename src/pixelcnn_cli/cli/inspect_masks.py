@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from ..building import resolve_device
-from ..causality import MIN_CHECK_SIZE
-from ..config import ArchitectureConfig
-from ..contracts import ModelSpec
-from ..images import check_png_target, save_png
-from ..inspection import (
-    COLOURS,
-    REFERENCE,
-    Inspection,
-    build_fresh,
-    has_masks,
-    inspect,
-    kernel_sizes,
-    model_shape,
-    reference_model,
-    render,
-    view_cells,
-)
+from .. import registry
+from ..config import MIN_CHECK_SIZE, ArchitectureConfig
 from . import common
-from .common import parse_key_values, user_errors
-from .loading import load_model
+from .common import completes, parse_key_values, user_errors
+
+if TYPE_CHECKING:
+    from ..inspection import Inspection
 
 A = ArchitectureConfig
 
@@ -49,6 +35,8 @@ def _mask_table(mask, title: str) -> Table:
 
 
 def _colour_table(colours_a, colours_b) -> Table:
+    from ..inspection import COLOURS
+
     table = Table(title="centre pixel: which colours each output colour may read")
     table.add_column("output")
     table.add_column("mask A (first layer)")
@@ -66,6 +54,8 @@ _CELL_MARKS = {"output": "[bold yellow]◉[/]", "future": "[bold red]![/]", "bli
 
 
 def _view_table(result: Inspection, title: str | None = None) -> Table:
+    from ..inspection import COLOURS, view_cells
+
     report = result.report
     row, col, ch = result.probe
     name = COLOURS[ch] if report.channels == 3 else "the value"
@@ -79,6 +69,8 @@ def _view_table(result: Inspection, title: str | None = None) -> Table:
 
 
 def _side_by_side(result: Inspection, reference: Inspection, layers: int) -> Table:
+    from ..inspection import COLOURS
+
     row, col, ch = result.probe
     name = COLOURS[ch] if result.report.channels == 3 else "the value"
     grid = Table(title=f"what the output for {name} at pixel ({row}, {col}) sees", box=None, padding=(0, 4, 0, 0))
@@ -95,7 +87,8 @@ def _flags(**values) -> dict:
 @user_errors
 def inspect_masks(
     model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Inspect a trained checkpoint instead of a fresh model")] = None,
-    model: Annotated[str, typer.Option(help="Model plugin to build (without -m); a masked model other than gated is shown beside the gated one")] = "gated",
+    model: Annotated[str, typer.Option(help="Model plugin to build (without -m); a masked model other than gated is shown beside the gated one",
+                                       autocompletion=completes(registry.models.names))] = "gated",
     channels: Annotated[int, typer.Option(min=1, max=3, help="Data channels of the fresh model: 1 (grey) or 3 (RGB)")] = 3,
     color_levels: Annotated[int, typer.Option(min=2, max=256, help="Colour levels of the fresh model")] = 4,
     causal_ksize: Annotated[Optional[int], typer.Option(help=f"Mask A kernel size [default: the model's own; gated: {A.model_fields['causal_ksize'].default}]")] = None,
@@ -116,6 +109,23 @@ def inspect_masks(
     """
     if channels == 2:
         raise typer.BadParameter("must be 1 (grey) or 3 (RGB)", param_hint="--channels")
+    # torch loads here, not at import: --help and completion stay quick
+    from ..building import resolve_device
+    from ..contracts import ModelSpec
+    from ..images import check_png_target, save_png
+    from ..inspection import (
+        COLOURS,
+        REFERENCE,
+        build_fresh,
+        has_masks,
+        inspect,
+        kernel_sizes,
+        model_shape,
+        reference_model,
+        render,
+    )
+    from .loading import load_model
+
     target = check_png_target(output) if output else None
     device = resolve_device("cuda" if cuda else "cpu")
     if model_path:

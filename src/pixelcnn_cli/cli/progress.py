@@ -6,7 +6,9 @@ line per epoch and sampling one line when done.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import (
@@ -140,4 +142,31 @@ class SamplingProgress:
             self.console.print(
                 f"{self.description}: {self.done:,}/{self.total:,} pixel-colours in {now - self.started:.1f} s "
                 f"({self._rate(now)})", markup=False
+            )
+
+
+@contextlib.contextmanager
+def count_progress(console: Console, description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A bar of ``total`` items on a terminal (nothing elsewhere: the caller prints a summary);
+    yields ``advance(n)``."""
+    if not console.is_terminal:
+        yield lambda n: None
+        return
+    progress = _bar(console)
+    task = progress.add_task(description, total=total)
+    with progress:
+        yield lambda n: progress.advance(task, n)
+
+
+class ResumeNotice(Callback):
+    """Says where a resumed run carries on."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
+        if info.resumed_from is not None:
+            self.console.print(
+                f"resuming {info.resumed_from}: epoch {info.start_epoch}/{info.config.epochs}, "
+                f"batch {info.start_batch}/{info.batches_per_epoch}, step {info.start_step}"
             )

@@ -5,32 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import torch
 import typer
 
 from .. import config as cfg
-from ..config import SampleConfig
-from ..data.quantize import to_levels
+from ..config import DEFAULT_SAMPLER, SAMPLERS, SampleConfig
 from ..errors import ConfigError, DataError
-from ..images import check_png_target, grid, save_levels_grid, save_png, to_pil
-from ..sampling import (
-    DEFAULT_SAMPLER,
-    SAMPLERS,
-    complete as run_completion,
-    completion_tiles,
-    draw_uniforms,
-    make_generator,
-    resolve_labels,
-    sample as run_sampler,
-)
-from ..training import seed_everything
 from . import common
 from .common import device_from_flags, user_errors
-from .loading import load_model
 
 SAMPLE_COUNT = 64  # images drawn by default
 COMPLETION_COUNT = 4  # completions per source image by default
 COMPLETION_SOURCES = 4  # random test images completed by default
+PER_CLASS_COUNT = 8  # images per class with --per-class
+ANIMATION_FRAMES = 48  # frames of --animate by default (before the held last one)
 
 
 @user_errors
@@ -45,6 +32,10 @@ def sample(
     sampler: Annotated[str, typer.Option(help=f"Sampler: cached (fast, exact; models without incremental state fall back to naive) or naive (one forward pass per pixel and colour) [default: {DEFAULT_SAMPLER}]", show_default=False)] = DEFAULT_SAMPLER,
     seed: Annotated[Optional[int], typer.Option(help="Random seed for repeatable samples")] = None,
     nrow: Annotated[Optional[int], typer.Option(help="Images per grid row [default: square grid]")] = None,
+    per_class: Annotated[bool, typer.Option("--per-class", help=f"One row per class, named, -c images each [default -c: {PER_CLASS_COUNT}]")] = False,
+    scale: Annotated[Optional[int], typer.Option(min=1, max=32, help="Enlarge the grid this many times [default: a 28x28 or 32x32 image 4x]")] = None,
+    animate: Annotated[Optional[str], typer.Option(help="Also write the grid filling in pixel by pixel, from the same draw: .gif (256 colours a frame) or .png (animated PNG, exact)")] = None,
+    frame_every: Annotated[Optional[int], typer.Option(min=1, help="With --animate: pixels between frames [default: about 48 frames]")] = None,
     complete: Annotated[bool, typer.Option("--complete", help="Complete images: keep their top rows and sample the rest")] = False,
     images: Annotated[Optional[list[str]], typer.Option("--images", help="With --complete: image files to complete (--images a.png b.png ...), converted to the model's colours and size")] = None,
     indices: Annotated[Optional[str], typer.Option(help="With --complete: test images of the checkpoint's dataset to complete, e.g. 0,5,7 [default: random ones, by --seed]")] = None,
@@ -66,6 +57,10 @@ def sample(
     if sampler not in SAMPLERS:
         raise ConfigError(f"--sampler: must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
     files = [*(images or []), *(more_images or [])]
+    if per_class and (label != -1 or nrow is not None):
+        raise ConfigError(f"--per-class: not with {'--label' if label != -1 else '--nrow'} (one row per class)")
+    if frame_every is not None and not animate:
+        raise ConfigError("--frame-every: only with --animate")
     if not complete:
         given = [flag for flag, value in (("--images", files), ("--indices", indices), ("--keep-rows", keep_rows),
                                           ("--data-dir", data_dir)) if value]
@@ -73,11 +68,13 @@ def sample(
             given.append("--keep-rows")
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --complete")
+    elif per_class or animate:
+        raise ConfigError(f"{'--per-class' if per_class else '--animate'}: not with --complete")
     elif files and indices:
         raise ConfigError("--images and --indices: give one or the other")
     elif nrow is not None:
         raise ConfigError("--nrow: not with --complete (the grid has one row per image)")
-    default_count = COMPLETION_COUNT if complete else SAMPLE_COUNT
+    default_count = COMPLETION_COUNT if complete else PER_CLASS_COUNT if per_class else SAMPLE_COUNT
     default_name = "samples/completions.png" if complete else "samples/samples.png"
     options = cfg.validate(
         SampleConfig,
@@ -91,50 +88,54 @@ def sample(
     for name in files:
         if not Path(name).is_file():
             raise DataError(f"--images: no such file: {name}")
+    # torch loads here, not at import: --help and completion stay quick
+    from ..completion import dataset_sources, file_sources
+    from ..data.quantize import to_levels
+    from ..data.quantize import levels_to_uint8
+    from ..images import check_png_target, check_target, generation_frames, render_grid, save_animation, save_png
+    from ..sampling import complete as run_completion
+    from ..sampling import completion_tiles, draw_uniforms, per_class_labels, resolve_labels
+    from ..sampling import sample as run_sampler
+    from ..training import seed_everything
+    from .loading import load_model
+
     target = check_png_target(options.output_fname)  # before minutes of sampling, not after
+    movie = check_target(animate, (".gif", ".png")) if animate else None
+    if movie is not None and movie.resolve() == target.resolve():
+        raise ConfigError(f"--animate: {movie} is also the still grid (--output-fname); give it another name")
     model, spec, train_config, path, torch_device = load_model(options.model_path, runs_dir, options.device)
     h, w = options.height or spec.height, options.width or spec.width
     seed_everything(options.seed)
     notice = lambda message: common.err.print(f"notice: {message}", markup=False)  # noqa: E731
 
     if not complete:
-        labels = resolve_labels(options.label, options.count, spec, options.seed)
-        uniforms = draw_uniforms(options.count, spec.channels, h, w, options.seed)
-        with sampling_progress("sampling", options.count) as progress:
+        row_names = None
+        if per_class:
+            labels, row_names = per_class_labels(spec, options.count)
+            nrow = options.count
+        else:
+            labels = resolve_labels(options.label, options.count, spec, options.seed)
+        total = labels.shape[0] if labels is not None else options.count
+        uniforms = draw_uniforms(total, spec.channels, h, w, options.seed)
+        with sampling_progress("sampling", total) as progress:
             levels = run_sampler(model, spec, labels, uniforms, options.temperature, sampler, progress, notice,
                                  tf32=tf32)
-        save_levels_grid(levels, spec.color_levels, target, nrow)
-        what = f"label {options.label}" if options.label >= 0 else ("random labels" if spec.num_classes else "unconditional")
-        common.out.print(f"wrote {options.count} samples ({h}x{w}, {what}) to {target}")
+        pictures = levels_to_uint8(levels.cpu(), spec.color_levels)
+        save_png(render_grid(pictures, nrow, scale, row_names), target)
+        what = (f"{options.count} per class, one row each" if per_class else f"label {options.label}" if options.label >= 0
+                else "random labels" if spec.num_classes else "unconditional")
+        common.out.print(f"wrote {total} samples ({h}x{w}, {what}) to {target}")
+        if movie is not None:
+            every = frame_every or max(1, -(-h * w // ANIMATION_FRAMES))
+            frames = generation_frames(pictures, every, nrow, scale, row_names)
+            save_animation(frames, movie)
+            common.out.print(f"wrote the generation, {len(frames)} frames (one every {every} pixels), to {movie}")
         return
 
     # -- completion -------------------------------------------------------------------------
-    if files:
-        pictures = read_image_files(files, spec.channels, h, w)
-        source_labels = None
-        where = f"{len(files)} image file{'s' if len(files) > 1 else ''}"
-    else:
-        from ..building import load_data
-
-        data = load_data(train_config.dataset, data_dir or train_config.data_dir, train_config.download,
-                         train_config.dataset_options)
-        if data.channels != spec.channels:
-            raise DataError(f"{train_config.dataset} has {data.channels} channels but the model has {spec.channels}")
-        total = len(data.test)
-        if total == 0:
-            raise DataError(f"{train_config.dataset} has no test images to complete")
-        if wanted is None:
-            wanted = torch.randperm(total, generator=make_generator(options.seed, 2))[: min(sources, total)].tolist()
-        bad = [i for i in wanted if i >= total]
-        if bad:
-            raise DataError(f"--indices: {train_config.dataset} has {total} test images (0 to {total - 1}); got {bad[0]}")
-        items = [data.test[i] for i in wanted]
-        pictures = torch.stack([torch.as_tensor(item[0]) for item in items])
-        if pictures.dtype != torch.uint8:
-            raise DataError(f"dataset items must be uint8 images, got {pictures.dtype}")
-        pictures = fit_pictures(pictures, spec.channels, h, w)
-        source_labels = torch.tensor([int(item[1]) for item in items], dtype=torch.long)
-        where = f"{train_config.dataset} test images {', '.join(str(i) for i in wanted)}"
+    chosen = (file_sources(files, spec, h, w) if files else
+              dataset_sources(train_config, data_dir, wanted, sources, options.seed, spec, h, w))
+    pictures, source_labels, where = chosen.pictures, chosen.labels, chosen.description
 
     n_sources = pictures.shape[0]
     per = options.count
@@ -154,9 +155,7 @@ def sample(
     with sampling_progress("completing", n_sources * per) as progress:
         levels = run_completion(model, spec, known, keep, labels, uniforms, options.temperature, sampler, progress, notice,
                                 tf32=tf32)
-    picture = grid(completion_tiles(originals, levels, keep, spec.color_levels), nrow=per + 2)
-    scale = max(1, min(4, 256 // max(picture.shape[1:])))
-    save_png(to_pil(picture, scale), target)
+    save_png(render_grid(completion_tiles(originals, levels, keep, spec.color_levels), per + 2, scale), target)
     common.out.print(
         f"wrote {per} completion{'s' if per > 1 else ''} of each of {where} ({h}x{w}, top {keep} rows kept; "
         f"columns: original, kept part, completions) to {target}"
@@ -176,41 +175,6 @@ def parse_indices(text: str) -> list[int]:
     if not values:
         raise ConfigError("--indices: no image numbers given")
     return values
-
-
-def fit_pictures(pictures: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
-    """``uint8`` ``N x C x H x W`` pictures resized (and, between grey and RGB, converted) to the model's."""
-    if tuple(pictures.shape[1:]) == (channels, height, width):
-        return pictures
-    from PIL import Image
-
-    mode = "L" if channels == 1 else "RGB"
-    return torch.stack([_from_pil(to_pil(p).convert(mode).resize((width, height), Image.BILINEAR), channels)
-                        for p in pictures])
-
-
-def read_image_files(paths: list[str], channels: int, height: int, width: int) -> torch.Tensor:
-    """Image files -> ``uint8`` ``N x C x H x W`` in the model's colours and size."""
-    from PIL import Image, UnidentifiedImageError
-
-    mode = "L" if channels == 1 else "RGB"
-    pictures = []
-    for name in paths:
-        try:
-            with Image.open(name) as image:
-                image.load()
-                picture = image.convert(mode)
-        except (OSError, UnidentifiedImageError) as error:
-            raise DataError(f"--images: cannot read {name} as an image: {getattr(error, 'strerror', None) or error}") from None
-        if picture.size != (width, height):
-            picture = picture.resize((width, height), Image.BILINEAR)
-        pictures.append(_from_pil(picture, channels))
-    return torch.stack(pictures)
-
-
-def _from_pil(image, channels: int) -> torch.Tensor:
-    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    return data.view(image.height, image.width, channels).permute(2, 0, 1).contiguous()
 
 
 def sampling_progress(description: str, images: int):

@@ -10,31 +10,15 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
-from torch import nn
 
 from .. import config as cfg
-from .. import presets
+from .. import presets, registry
 from ..config import TrainConfig
-from ..distributed import env_rank
 from ..errors import PixelCNNError
-from ..training import Callback, RunInfo, TrainingInterrupted, load_resume, resume_config
-from ..training import train as run_training
 from . import common
-from .common import default, device_from_flags, fail, parse_key_values, user_errors
-from .progress import TrainingProgress
+from .common import completes, default, device_from_flags, fail, parse_key_values, user_errors
 
 T = TrainConfig
-
-
-class ResumeNotice(Callback):
-    """Says where a resumed run carries on."""
-
-    def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
-        if info.resumed_from is not None:
-            common.err.print(
-                f"resuming {info.resumed_from}: epoch {info.start_epoch}/{info.config.epochs}, "
-                f"batch {info.start_batch}/{info.batches_per_epoch}, step {info.start_step}"
-            )
 
 
 def resume_command(run_dir: Path | None) -> str:
@@ -52,10 +36,11 @@ def resume_command(run_dir: Path | None) -> str:
 def train(
     config_file: Annotated[Optional[str], typer.Option("--config", help="TOML or YAML file with any of these options; flags win")] = None,
     preset: Annotated[Optional[str], typer.Option(
-        help=f"Known-good settings by name, under --config and the flags. {presets.describe()}")] = None,
+        help=f"Known-good settings by name, under --config and the flags. {presets.describe()}",
+        autocompletion=completes(lambda: presets.PRESETS))] = None,
     epochs: Annotated[Optional[int], typer.Option(help=default(T, "epochs"))] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=default(T, "batch_size"))] = None,
-    dataset: Annotated[Optional[str], typer.Option(help=default(T, "dataset"))] = None,
+    dataset: Annotated[Optional[str], typer.Option(help=default(T, "dataset"), autocompletion=completes(registry.datasets.names))] = None,
     data_dir: Annotated[Optional[str], typer.Option(help=default(T, "data_dir"))] = None,
     download: Annotated[Optional[bool], typer.Option("--download/--no-download", help=default(T, "download"))] = None,
     causal_ksize: Annotated[Optional[int], typer.Option(help=default(T, "causal_ksize"))] = None,
@@ -72,7 +57,7 @@ def train(
     warmup_steps: Annotated[Optional[int], typer.Option(help=default(T, "warmup_steps"))] = None,
     epoch_samples: Annotated[Optional[int], typer.Option(help=default(T, "epoch_samples"))] = None,
     unconditional: Annotated[Optional[bool], typer.Option("--unconditional/--conditional", help=default(T, "unconditional"))] = None,
-    model: Annotated[Optional[str], typer.Option(help=default(T, "model"))] = None,
+    model: Annotated[Optional[str], typer.Option(help=default(T, "model"), autocompletion=completes(registry.models.names))] = None,
     dataset_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the dataset plugin (repeatable)")] = None,
     model_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the model plugin (repeatable)")] = None,
     output_dir: Annotated[Optional[str], typer.Option(help=default(T, "output_dir"))] = None,
@@ -105,6 +90,12 @@ def train(
     Ctrl-C stops at once. Under torchrun each process trains on --batch-size images per step.
     """
     flags = dict(locals())
+    # torch and the training package load here, not at import: --help and completion stay quick
+    from ..distributed import env_rank
+    from ..training import TrainingInterrupted, load_resume, resume_config
+    from ..training import train as run_training
+    from .progress import ResumeNotice, TrainingProgress
+
     file_values = cfg.read_config_file(flags.pop("config_file")) if config_file else {}
     flags["device"] = device_from_flags(flags.pop("device"), flags.pop("cuda"))
     flags["dataset_options"] = parse_key_values(flags.pop("dataset_option"), "--dataset-option")
@@ -123,7 +114,7 @@ def train(
             hint = presets.small_defaults_hint(config)
             if hint and rank == 0:
                 common.err.print(hint, style="yellow", highlight=False)
-        result = run_training(config, [TrainingProgress(common.err), ResumeNotice()], resume=point)
+        result = run_training(config, [TrainingProgress(common.err), ResumeNotice(common.err)], resume=point)
     except TrainingInterrupted as stop:
         if rank != 0:
             sys.exit(stop.exit_code)

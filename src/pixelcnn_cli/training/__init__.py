@@ -19,7 +19,8 @@ Imports go one way: ``loop`` uses the others; none of them imports ``loop``.
 
 from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
 from .epoch_end import epoch_labels
-from .loop import seed_everything, train
+from .loop import train
+from .reproducibility import seed_everything
 from .resume import (
     RESUME_MAY_CHANGE,
     ResumePoint,

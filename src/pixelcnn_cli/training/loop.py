@@ -46,12 +46,14 @@ from ..data.quantize import levels_to_input, to_levels
 from ..ema import WeightAverage
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..likelihood import nll_per_dim
+from ..runs import clear_running
 from ..schedules import lr_factor
 from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
+from .curves import CurvesFigure
 from .epoch_end import evaluate_and_sample
 from .loaders import LimitedLoader, train_loader
 from .optimizer import guarded_step, load_state, make_adam
-from .reproducibility import deterministic_algorithms
+from .reproducibility import check_precision, deterministic_algorithms, seed_everything
 from .resume import (
     ResumePoint,
     check_resume_config,
@@ -66,18 +68,6 @@ from .stopping import StopRequest, TrainingInterrupted
 #: stop under torchrun) when --log-every is not given. On the CPU every step is such a point: it
 #: costs nothing there, since CPU work is never queued ahead.
 GPU_LOG_EVERY = 20
-
-
-def seed_everything(seed: int | None) -> None:
-    if seed is not None:
-        torch.manual_seed(seed)
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse bf16 on a GPU that has no bfloat16 (before a run folder is made, not inside the loop)."""
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        name = torch.cuda.get_device_name(device)
-        raise ConfigError(f"--precision bf16: this GPU ({name}) has no bfloat16 support; use --precision fp32")
 
 
 # -- the loop ---------------------------------------------------------------------------------------
@@ -593,9 +583,10 @@ def train(
     write, and other :class:`PixelCNNError` subclasses for bad options or data.
     """
     stop = stop if stop is not None else StopRequest()
-    run = _Run(config, list(callbacks or []), stop, resume)
+    run = _Run(config, [*(callbacks or []), CurvesFigure()], stop, resume)
     with contextlib.ExitStack() as stack:
         if handle_signals:
             stack.enter_context(stop.catch_signals())
         stack.callback(run.release)
+        stack.callback(lambda: clear_running(run.run_dir))
         return run.execute()

@@ -1,4 +1,5 @@
-"""``--deterministic``: PyTorch's deterministic algorithms for the length of a run.
+"""Repeatable runs: the seed, ``--deterministic`` (PyTorch's deterministic algorithms for the length
+of a run) and the precision check.
 
 Without it, a run with ``--seed`` repeats bit for bit on the CPU only: on a GPU, cuDNN picks
 convolution algorithms whose weight gradients add up in a varying order, and cuBLAS splits its
@@ -17,7 +18,7 @@ from typing import Iterator
 
 import torch
 
-from ..errors import TrainingError
+from ..errors import ConfigError, TrainingError
 
 CUBLAS_WORKSPACE = ":4096:8"  # PyTorch's documented setting for deterministic cuBLAS
 
@@ -43,3 +44,15 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.benchmark = before[2]
+
+
+def seed_everything(seed: int | None) -> None:
+    if seed is not None:
+        torch.manual_seed(seed)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse bf16 on a GPU that has no bfloat16 (before a run folder is made, not inside the loop)."""
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        name = torch.cuda.get_device_name(device)
+        raise ConfigError(f"--precision bf16: this GPU ({name}) has no bfloat16 support; use --precision fp32")

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import TrainingError
+from ..runs import mark_running
 
 
 def probe_writable(run_dir: Path) -> None:
@@ -100,6 +101,7 @@ def open_run_dir(config: TrainConfig, existing: Path | None, record: dict[str, A
         check_free_space(run_dir, checkpoint_bytes)
     with writing(run_dir / "config.json"):
         write_text_atomic(run_dir / "config.json", json.dumps(record, indent=2))
+        mark_running(run_dir)  # `pixelcnn runs` tells a live run from a stopped one; train() clears it
     return run_dir
 
 

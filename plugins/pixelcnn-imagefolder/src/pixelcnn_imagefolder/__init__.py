@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pixelcnn_cli import ImageData, TensorImageDataset
 from pixelcnn_cli.errors import DataError
+from pixelcnn_cli.images import PICTURE_EXTENSIONS, PictureError, read_picture
 
 __version__ = "0.1.0"
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+EXTENSIONS = PICTURE_EXTENSIONS
 _PIL_MODES = {"grey": "L", "rgb": "RGB"}
 _LISTED = 5  # unreadable files named in the warning; the rest are counted
 
@@ -90,24 +90,9 @@ def find_images(root: Path) -> tuple[list[str] | None, list[tuple[Path, int]], l
 
 
 def read_image(path: Path, mode: str, height: int, width: int) -> torch.Tensor:
-    """One picture as a ``uint8`` tensor ``C x height x width``: shorter side resized, centre cropped."""
-    pil_mode = _PIL_MODES[mode]
-    with Image.open(path) as image:
-        if image.format == "JPEG":
-            image.draft(pil_mode, (width, height))  # decode big JPEGs at a reduced scale (never below the target)
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-        image = image.convert(pil_mode)
-        image = ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
-    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    return pixels.view(height, width, len(pil_mode)).permute(2, 0, 1).contiguous()
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    """One picture as a ``uint8`` tensor ``C x height x width``, read as every pixelcnn command reads
+    pictures (:func:`pixelcnn_cli.images.read_picture`: shorter side resized, centre cropped)."""
+    return read_picture(path, len(_PIL_MODES[mode]), height, width)
 
 
 class ImageFolder:
@@ -137,8 +122,8 @@ class ImageFolder:
             try:
                 images.append(read_image(path, options.mode, options.height, options.width))
                 labels.append(label)
-            except Exception as error:  # Pillow raises many kinds for a bad file; none may stop the rest
-                unreadable.append((path, _describe(error).replace(f" {str(path)!r}", "")))
+            except PictureError as error:  # none may stop the rest
+                unreadable.append((path, error.reason))
         if unreadable:
             listed = ", ".join(f"{p.relative_to(root)} ({why})" for p, why in unreadable[:_LISTED])
             more = f" and {len(unreadable) - _LISTED} more" if len(unreadable) > _LISTED else ""

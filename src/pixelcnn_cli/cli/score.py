@@ -1,0 +1,133 @@
+"""``pixelcnn score``: the likelihood of each image, and how two sets of images compare."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import registry
+from ..errors import ConfigError
+from . import common
+from .common import completes, device_from_flags, parse_key_values, user_errors
+
+COLUMNS = ("image", "label", "nats", "bits_per_dim")
+
+
+@user_errors
+def score(
+    images: Annotated[Optional[list[str]], typer.Argument(metavar="[IMAGES]...", help="Picture files or folders to score [default: the checkpoint's dataset, --split]", show_default=False)] = None,
+    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint (or run folder) [default: the newest run's best]")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset to score instead of files [default: the one it was trained on]", autocompletion=completes(registry.datasets.names))] = None,
+    split: Annotated[str, typer.Option(help="Dataset split: test or train")] = "test",
+    dataset_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the dataset plugin (repeatable) [default: the training ones, for its dataset]")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="Dataset folder [default: the training one]")] = None,
+    label: Annotated[Optional[int], typer.Option("--label", "--l", help="Score every image under this class (class-conditional models)")] = None,
+    marginal: Annotated[bool, typer.Option("--marginal", help="Score log p(x) = log sum_y p(x|y)/K, a uniform prior over the K classes [default for pictures without a class]")] = False,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the rows to this .csv or .jsonl file [default: CSV on stdout]")] = None,
+    compare: Annotated[Optional[str], typer.Option(help="Another set to tell apart by bits/dim: a folder or file, a split (train/test), or a dataset (NAME or NAME:SPLIT); prints the AUROC")] = None,
+    histogram: Annotated[Optional[str], typer.Option(help="With --compare: PNG histogram of both sets [default: bits-histogram.png]")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable picture [default: report it and skip it]")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch")] = 64,
+    runs_dir: Annotated[str, typer.Option(help="Where to look for the newest run when -m is not given")] = "runs",
+    cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="torch device (overrides --cuda)")] = None,
+    tf32: Annotated[bool, typer.Option("--tf32", help="On CUDA, allow TF32 arithmetic [default: full fp32]")] = False,
+) -> None:
+    """Score images by the model's likelihood: one row per image (nats and bits/dim), a summary,
+    and with --compare the AUROC of telling two sets apart (Nalisnick et al. 2019)."""
+    if split not in ("test", "train"):
+        raise ConfigError(f"--split: must be test or train; got {split!r}")
+    if images and (dataset or dataset_option):
+        raise ConfigError("IMAGES and --dataset: score one or the other (compare them with --compare)")
+    if histogram and not compare:
+        raise ConfigError("--histogram: only with --compare")
+    if output and Path(output).suffix.lower() not in (".csv", ".jsonl"):
+        raise ConfigError(f"--output: must end in .csv or .jsonl; got {output}")
+    # torch loads here, not at import: --help and completion stay quick
+    from .. import scoring
+    from ..images import check_png_target
+    from .loading import load_model
+
+    target = check_png_target(histogram or "bits-histogram.png") if compare else None
+    model, spec, config, path, torch_device = load_model(model_path, runs_dir, device_from_flags(device, cuda))
+    options = parse_key_values(dataset_option, "--dataset-option")
+    main = scoring.choose_source(images, dataset, split, options, data_dir, config, spec, batch_size, strict, _skipped)
+    rows = _score_all(scoring, model, spec, main, torch_device, label, marginal, tf32)
+    _write_rows(rows, output)
+    bits = [row.bits_per_dim for row in rows]
+    summary_out = common.out if output else common.err
+    summary_out.print(_summary_line(main.name, scoring.summary(bits), main.skipped), markup=False)
+    if compare:
+        other = scoring.compare_source(compare, images, dataset, options, data_dir, config, spec, batch_size, strict,
+                                       _skipped)
+        other_rows = _score_all(scoring, model, spec, other, torch_device, label, marginal, tf32)
+        other_bits = [row.bits_per_dim for row in other_rows]
+        summary_out.print(_summary_line(other.name, scoring.summary(other_bits), other.skipped), markup=False)
+        from ..plots import bits_histogram
+
+        bits_histogram([(main.name, bits), (other.name, other_bits)], target, f"bits/dim under {path}")
+        value = scoring.auroc(bits, other_bits)
+        common.out.print(f"AUROC {value:.4f} of telling {other.name} from {main.name} by higher bits/dim "
+                         f"(0.5: chance; below 0.5: the model finds {other.name} more likely); histogram: {target}",
+                         markup=False)
+
+
+def _skipped(error) -> None:
+    common.err.print(f"warning: skipped {error.path}: {error.reason}", markup=False)
+
+
+def _score_all(scoring, model, spec, source, device, label, marginal, tf32) -> list:
+    from .progress import count_progress
+
+    mode = scoring.label_mode(spec, label, marginal, source.has_labels)
+    if mode == "marginal" and not marginal:
+        common.err.print(f"notice: {source.name}: no classes given; scoring log p(x) summed over the "
+                         f"{spec.num_classes} classes with a uniform prior (--label N to pick one)", markup=False)
+    rows = []
+    with count_progress(common.err, f"scoring {source.name}", source.total) as advance:
+        for row in scoring.score(model, spec, source.batches, device, mode, label, tf32):
+            rows.append(row)
+            advance(1)
+    return rows
+
+
+def _write_rows(rows, output: str | None) -> None:
+    if output is None:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow(_cells(row))
+        return
+    buffer = io.StringIO()
+    if output.lower().endswith(".csv"):
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(_cells(row) for row in rows)
+    else:
+        buffer.writelines(json.dumps(row.as_dict()) + "\n" for row in rows)
+    target = Path(output)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(buffer.getvalue(), encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"--output: cannot write {target}: {error.strerror or error}") from None
+    common.err.print(f"wrote {len(rows)} rows to {target}", markup=False)
+
+
+def _cells(row) -> list:
+    return [row.image, "" if row.label is None else row.label, f"{row.nats:.4f}", f"{row.bits_per_dim:.6f}"]
+
+
+def _summary_line(name: str, stats: dict, skipped: int) -> str:
+    skip = f" ({skipped} unreadable skipped)" if skipped else ""
+    if not stats.get("count"):
+        return f"{name}: no images scored{skip}"
+    return (f"{name}: {stats['count']} images{skip} · bits/dim mean {stats['mean']:.4f} (sd {stats['std']:.4f}) · "
+            f"min {stats['min']:.4f} · 5% {stats['q05']:.4f} · 25% {stats['q25']:.4f} · median {stats['q50']:.4f} · "
+            f"75% {stats['q75']:.4f} · 95% {stats['q95']:.4f} · max {stats['max']:.4f}")

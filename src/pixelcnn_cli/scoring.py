@@ -1,0 +1,259 @@
+"""The likelihood of each image: ``-log p(x)`` in nats and bits/dim, one row per image.
+
+Images come in batches from a dataset split or from picture files (read by
+:func:`.images.read_picture`, a batch at a time, so memory stays flat on large folders). For a
+class-conditional model each image is scored under its own class (dataset images), a given
+class, or the marginal over classes with a uniform prior,
+``log p(x) = log sum_y p(x|y) p(y)`` with ``p(y) = 1/K``.
+
+:func:`auroc` says how well bits/dim tells two sets apart (the out-of-distribution experiment of
+Nalisnick et al. 2019).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Literal
+
+import torch
+from torch import nn
+
+from .contracts import ModelSpec
+from .errors import ConfigError, DataError
+from .evaluation import nll_terms
+from .images import PICTURE_EXTENSIONS, PictureError, read_picture
+
+LabelMode = Literal["own", "given", "marginal", "none"]
+Batch = tuple[torch.Tensor, "torch.Tensor | None", list[str]]  # uint8 images, their classes (or None), their names
+
+
+@dataclass
+class ScoredImage:
+    image: str  # a file's path, or split[index] for a dataset image
+    label: int | None  # the class it was scored under (None: unconditional or marginal)
+    nats: float
+    bits_per_dim: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def label_mode(spec: ModelSpec, label: int | None, marginal: bool, has_labels: bool) -> LabelMode:
+    """How to condition: checks the flags against the model (one-line errors)."""
+    if label is not None and marginal:
+        raise ConfigError("--label and --marginal: give one or the other")
+    if not spec.num_classes:
+        if label is not None or marginal:
+            raise ConfigError(f"{'--label' if label is not None else '--marginal'}: the model is unconditional (no classes)")
+        return "none"
+    if label is not None:
+        if not 0 <= label < spec.num_classes:
+            raise ConfigError(f"--label: the model knows classes 0 to {spec.num_classes - 1}; got {label}")
+        return "given"
+    if marginal or not has_labels:
+        return "marginal"
+    return "own"
+
+
+@torch.no_grad()
+def image_nats(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, color_levels: int,
+               tf32: bool = False) -> torch.Tensor:
+    """``-log p(x | label)`` in nats of each ``uint8`` image, float64 ``B``."""
+    return nll_terms(model, images, labels, color_levels, tf32).double().flatten(1).sum(1)
+
+
+@torch.no_grad()
+def marginal_nats(model: nn.Module, images: torch.Tensor, num_classes: int, color_levels: int,
+                  tf32: bool = False) -> torch.Tensor:
+    """``-log sum_y p(x|y) / K`` in nats, float64 ``B``: one pass per class."""
+    per_class = torch.stack([
+        image_nats(model, images, torch.full((images.shape[0],), y, dtype=torch.long, device=images.device),
+                   color_levels, tf32)
+        for y in range(num_classes)
+    ])
+    return -(torch.logsumexp(-per_class, dim=0) - math.log(num_classes))
+
+
+def score(model: nn.Module, spec: ModelSpec, batches: Iterable[Batch], device: torch.device, mode: LabelMode,
+          label: int | None = None, tf32: bool = False) -> Iterator[ScoredImage]:
+    """Score every image of ``batches``; yields rows in order."""
+    was_training = model.training
+    model.eval()
+    try:
+        for images, labels, names in batches:
+            images = images.to(device)
+            if mode == "marginal":
+                nats = marginal_nats(model, images, spec.num_classes, spec.color_levels, tf32)
+                used = [None] * len(names)
+            else:
+                if mode == "given":
+                    labels = torch.full((images.shape[0],), int(label), dtype=torch.long)
+                elif mode == "none":
+                    labels = None
+                elif labels is None:
+                    raise DataError("these images have no classes: score them with --label N or --marginal")
+                nats = image_nats(model, images, labels.to(device) if labels is not None else None,
+                                  spec.color_levels, tf32)
+                used = labels.tolist() if labels is not None else [None] * len(names)
+            dims = images[0].numel()
+            for name, value, y in zip(names, nats.tolist(), used):
+                yield ScoredImage(name, y, value, value / dims / math.log(2))
+    finally:
+        model.train(was_training)
+
+
+# -- where images come from -------------------------------------------------------------------------
+
+def picture_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and the pictures inside folders (recursively, sorted; hidden ones skipped)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PICTURE_EXTENSIONS
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise DataError(f"no such file or folder: {path}")
+    if not found:
+        raise DataError(f"no pictures ({', '.join(PICTURE_EXTENSIONS)}) in {', '.join(str(p) for p in paths)}")
+    return found
+
+
+def file_batches(files: list[Path], spec: ModelSpec, batch_size: int, strict: bool,
+                 on_skip: Callable[[PictureError], None]) -> Iterator[Batch]:
+    """Picture files read a batch at a time; an unreadable one stops the run (``strict``) or is skipped."""
+    for start in range(0, len(files), batch_size):
+        pictures, names = [], []
+        for path in files[start:start + batch_size]:
+            try:
+                pictures.append(read_picture(path, spec.channels, spec.height, spec.width))
+                names.append(str(path))
+            except PictureError as error:
+                if strict:
+                    raise DataError(f"{error} (--strict)") from None
+                on_skip(error)
+        if pictures:
+            yield torch.stack(pictures), None, names
+
+
+def dataset_batches(dataset, split: str, batch_size: int, labelled: bool) -> Iterator[Batch]:
+    """A dataset split in order, named ``split[index]``."""
+    from .data.loading import make_loader
+
+    start = 0
+    for images, labels in make_loader(dataset, batch_size, False):
+        if images.dtype != torch.uint8:
+            raise DataError(f"dataset items must be uint8 images, got {images.dtype}")
+        names = [f"{split}[{i}]" for i in range(start, start + images.shape[0])]
+        start += images.shape[0]
+        yield images, (labels.long() if labelled else None), names
+
+
+# -- choosing the images ------------------------------------------------------------------------------
+
+SPLITS = ("test", "train")
+
+
+@dataclass
+class ImageSource:
+    """A set of images to score: its name, its batches (read lazily), how many, and whether they carry classes."""
+
+    name: str
+    batches: Iterable[Batch]
+    total: int
+    has_labels: bool
+    skipped: int = 0  # unreadable pictures passed over so far
+
+
+def choose_source(images: list[str] | None, dataset: str | None, split: str, options: dict | None,
+                  data_dir: str | None, config, spec: ModelSpec, batch_size: int, strict: bool,
+                  on_skip: Callable[[PictureError], None]) -> ImageSource:
+    """Picture files and folders, or else a dataset split (the checkpoint's dataset by default)."""
+    if not images:
+        return dataset_source(dataset or config.dataset, split, options, data_dir, config, spec, batch_size)
+    files = picture_files(images)
+    source = ImageSource(", ".join(images), (), len(files), False)
+
+    def skipped(error: PictureError) -> None:
+        source.skipped += 1
+        on_skip(error)
+
+    source.batches = file_batches(files, spec, batch_size, strict, skipped)
+    return source
+
+
+def dataset_source(name: str, split: str, options: dict | None, data_dir: str | None, config, spec: ModelSpec,
+                   batch_size: int) -> ImageSource:
+    """A split of a dataset plugin's data; its options default to the training ones for the training dataset."""
+    from .building import load_data
+
+    if options is None:
+        options = config.dataset_options if name == config.dataset else {}
+    data = load_data(name, data_dir or config.data_dir, config.download, options)
+    if (data.channels, data.height, data.width) != (spec.channels, spec.height, spec.width):
+        raise DataError(f"{name} images are {data.channels}x{data.height}x{data.width}; the model takes "
+                        f"{spec.channels}x{spec.height}x{spec.width} (score picture files to have them fitted)")
+    part = data.test if split == "test" else data.train
+    labelled = bool(data.num_classes) and bool(spec.num_classes) and data.num_classes <= spec.num_classes
+    return ImageSource(f"{name} {split}", dataset_batches(part, split, batch_size, labelled), len(part), labelled)
+
+
+def compare_source(compare: str, images: list[str] | None, dataset: str | None, options: dict | None,
+                   data_dir: str | None, config, spec: ModelSpec, batch_size: int, strict: bool,
+                   on_skip: Callable[[PictureError], None]) -> ImageSource:
+    """``--compare``: a file or folder, the other split (``train``/``test``), or a dataset (``NAME[:SPLIT]``)."""
+    from . import registry
+
+    if Path(compare).expanduser().exists():
+        return choose_source([compare], None, "test", None, data_dir, config, spec, batch_size, strict, on_skip)
+    name, _, split = compare.partition(":")
+    if name in SPLITS and not split:
+        if images:
+            raise ConfigError(f"--compare {compare}: a split needs a dataset to score, not picture files")
+        return dataset_source(dataset or config.dataset, name, options, data_dir, config, spec, batch_size)
+    names = registry.datasets.names()
+    if name not in names:
+        raise ConfigError(f"--compare: {compare!r} is not a file or folder, a split (test, train), "
+                          f"or a dataset ({', '.join(names)})")
+    if (split or "test") not in SPLITS:
+        raise ConfigError(f"--compare {compare}: the split must be test or train")
+    return dataset_source(name, split or "test", None, data_dir, config, spec, batch_size)
+
+
+# -- numbers about the rows ---------------------------------------------------------------------------
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def summary(bits: list[float]) -> dict[str, float | int]:
+    """Count, mean, standard deviation, min, quantiles and max of bits/dim."""
+    if not bits:
+        return {"count": 0}
+    values = torch.tensor(bits, dtype=torch.float64)
+    result: dict[str, float | int] = {"count": len(bits), "mean": float(values.mean()),
+                                      "std": float(values.std()) if len(bits) > 1 else 0.0, "min": float(values.min())}
+    for q in QUANTILES:
+        result[f"q{round(q * 100):02d}"] = float(torch.quantile(values, q))
+    result["max"] = float(values.max())
+    return result
+
+
+def auroc(inside: list[float], other: list[float]) -> float:
+    """Area under the ROC curve of calling an image "other" when its bits/dim is higher: the chance
+    that a random ``other`` image scores above a random ``inside`` one (ties count half). 0.5 is
+    chance; below 0.5 the model finds the other images *more* likely (Nalisnick et al. 2019)."""
+    if not inside or not other:
+        raise ValueError("both sets need at least one image")
+    values = torch.tensor(inside + other, dtype=torch.float64)
+    order = values.argsort()
+    ranks = torch.empty_like(values)
+    ranks[order] = torch.arange(1, len(values) + 1, dtype=torch.float64)
+    _, group, counts = values.unique(return_inverse=True, return_counts=True)  # tied values share their mean rank
+    ranks = (torch.zeros(len(counts), dtype=torch.float64).scatter_add_(0, group, ranks) / counts)[group]
+    rank_sum = float(ranks[len(inside):].sum())
+    n_other, n_inside = len(other), len(inside)
+    return (rank_sum - n_other * (n_other + 1) / 2) / (n_other * n_inside)
