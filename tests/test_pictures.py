@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -57,3 +59,14 @@ def test_unreadable_files_name_the_file_and_the_reason(tmp_path):
     assert "bad.png" in str(caught.value) and caught.value.reason and "bad.png" not in caught.value.reason
     with pytest.raises(PictureError, match="No such file"):
         read_picture(tmp_path / "missing.png", 3, 4, 4)
+
+
+def test_written_pictures_are_readable_like_any_new_file(tmp_path):
+    from pixelcnn_cli.images import save_png
+
+    previous = os.umask(0o022)
+    try:
+        save_png(Image.new("L", (2, 2)), tmp_path / "a.png")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600

@@ -93,7 +93,7 @@ def test_hint_names_a_preset_when_the_seed_defaults_meet_256_levels(cli):
     result = cli("train", *fast, "--run-name", "h")
     assert result.exit_code == 0, result.stderr
     (line,) = hints(result.stderr)
-    assert "--preset gated-cpu" in line
+    assert "--preset pixelcnnpp-cpu" in line and "gated-cpu" in line
     assert hints(cli("train", *fast, "--preset", "gated-cpu", *TINY, "--run-name", "h2").stderr) == []
     # 2 levels, or a changed architecture or rate: the seed's small model is what was asked for
     assert presets.small_defaults_hint(TrainConfig(color_levels=2)) is None

@@ -338,7 +338,7 @@ def read_png(path):
 
 def test_cli_complete_dataset_images(cli, checkpoints, tmp_path):
     args = ["sample", "-m", checkpoints["cond"], "--complete", "--indices", "0,5", "-c", "2", "--keep-rows", "20",
-            "--seed", "1"]
+            "--seed", "1", "--scale", "2"]
     for name in ("cached", "naive"):
         result = cli(*args, "--sampler", name, "--output-fname", f"{name}.png")
         assert result.exit_code == 0, result.stderr
@@ -370,14 +370,15 @@ def test_cli_complete_dataset_images(cli, checkpoints, tmp_path):
 
 
 def test_cli_complete_random_and_files(cli, checkpoints, tmp_path):
-    result = cli("sample", "-m", checkpoints["uncond"], "--complete", "--sources", "3", "-c", "1", "--seed", "2")
+    result = cli("sample", "-m", checkpoints["uncond"], "--complete", "--sources", "3", "-c", "1", "--seed", "2",
+                 "--scale", "2")
     assert result.exit_code == 0, result.stderr
     picture = read_png(tmp_path / "samples" / "completions.png")
     assert picture.shape == (2 * (3 * 30 + 2), 2 * (3 * 30 + 2))  # 3 sources x (2 + 1 completion)
     Image.new("RGB", (40, 30), (250, 250, 250)).save(tmp_path / "a.png")
     Image.new("L", (28, 28), 0).save(tmp_path / "b.png")
     result = cli("sample", "-m", checkpoints["cond"], "--complete", "--images", "a.png", "b.png", "-c", "2",
-                 "--label", "3", "--keep-rows", "5", "--output-fname", "files.png", "--seed", "0")
+                 "--label", "3", "--keep-rows", "5", "--output-fname", "files.png", "--seed", "0", "--scale", "2")
     assert result.exit_code == 0, result.stderr
     tiles = read_png(tmp_path / "files.png")[::2, ::2]
     assert torch.equal(tiles[2:30, 2:30], torch.full((28, 28), 255, dtype=torch.uint8))  # a.png, grey and 28x28

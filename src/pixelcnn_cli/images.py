@@ -70,11 +70,18 @@ def write_atomic(write, path: str | Path, suffixes: tuple[str, ...] = (".png",))
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); a picture is read like any file
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
         raise PixelCNNError(f"cannot write {path}: {error.strerror or error}") from None
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def default_scale(height: int, width: int) -> int:

@@ -43,7 +43,7 @@ def training_curves(runs: list[tuple[str, list[dict[str, Any]]]], path: str | Pa
     for axes in (bits, rate):
         axes.grid(alpha=0.3)
         axes.xaxis.get_major_locator().set_params(integer=True)
-    bits.legend(fontsize="small")
+    bits.legend(fontsize="small", loc="upper right")  # "best" searches, slowly, on every redraw
     return _save(figure, path)
 
 
@@ -58,5 +58,5 @@ def bits_histogram(sets: list[tuple[str, list[float]]], path: str | Path, title:
         axes.hist(vs, bins=bins, density=True, alpha=0.55, color=COLOURS[i % len(COLOURS)], label=f"{name} ({len(vs)} images)")
     axes.set(xlabel="bits/dim", ylabel="density (each set has area 1)", title=title)
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(loc="upper right")
     return _save(figure, path)
