@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 from conftest import QUICK, TINY
-from test_training import config, one_error_line
+from test_training import config, one_error_line, rates_of
 
 from pixelcnn_cli import presets
 from pixelcnn_cli.building import build_model
@@ -155,13 +155,7 @@ def test_decay_schedule_multiplies_every_step():
 
 
 def test_training_follows_the_decay_schedule(tmp_path):
-    rates = []
-
-    class Rates(Callback):
-        def on_batch_end(self, epoch, batch, batches, loss, speed, lr):
-            rates.append(lr)
-
-    train(config(epochs=1, lr_schedule="decay", lr_decay=0.9, learning_rate=1e-3, output_dir=str(tmp_path)), [Rates()])
+    rates = rates_of(config(epochs=1, lr_schedule="decay", lr_decay=0.9, learning_rate=1e-3, output_dir=str(tmp_path)))
     assert rates == pytest.approx([1e-3 * 0.9 ** s for s in range(1, 5)])
 
 

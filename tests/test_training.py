@@ -123,14 +123,20 @@ def test_schedules_shapes_and_warmup():
         lr_factor("sawtooth", 0, total, 0)
 
 
-def test_training_follows_the_schedule(tmp_path):
+def rates_of(cfg: TrainConfig) -> list[float]:
+    """Train with ``cfg``; the learning rate after every step."""
     rates = []
 
     class Rates(Callback):
         def on_batch_end(self, epoch, batch, batches, loss, speed, lr):
             rates.append(lr)
 
-    train(config(epochs=2, lr_schedule="cosine", warmup_steps=2, learning_rate=1e-3, output_dir=str(tmp_path)), [Rates()])
+    train(cfg, [Rates()])
+    return rates
+
+
+def test_training_follows_the_schedule(tmp_path):
+    rates = rates_of(config(epochs=2, lr_schedule="cosine", warmup_steps=2, learning_rate=1e-3, output_dir=str(tmp_path)))
     total = 8  # 4 batches x 2 epochs
     expected = [1e-3 * lr_factor("cosine", s, total, 2) for s in range(1, total + 1)]  # the rate after each step
     assert rates == pytest.approx(expected)

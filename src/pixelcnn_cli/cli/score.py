@@ -98,23 +98,22 @@ def _score_all(scoring, model, spec, source, device, label, marginal, tf32) -> l
 
 
 def _write_rows(rows, output: str | None) -> None:
-    if output is None:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow(_cells(row))
-        return
-    buffer = io.StringIO()
-    if output.lower().endswith(".csv"):
+    """CSV on stdout, or a .csv / .jsonl file (written whole, so a failed write leaves no half file)."""
+    if output is None or output.lower().endswith(".csv"):
+        buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows(_cells(row) for row in rows)
+        text = buffer.getvalue()
     else:
-        buffer.writelines(json.dumps(row.as_dict()) + "\n" for row in rows)
+        text = "".join(json.dumps(row.as_dict()) + "\n" for row in rows)
+    if output is None:
+        sys.stdout.write(text)
+        return
     target = Path(output)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(buffer.getvalue(), encoding="utf-8")
+        target.write_text(text, encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"--output: cannot write {target}: {error.strerror or error}") from None
     common.err.print(f"wrote {len(rows)} rows to {target}", markup=False)
