@@ -31,13 +31,13 @@ def test_commands_use_it_when_there_is_no_run(cli, tmp_path):
     assert "no pretrained model 'cifar'" in cli("eval", "-m", "pretrained:cifar").stderr
 
 
-def test_its_classes_mean_something():
+def test_its_classes_mean_something(tmp_path):
     """Bayes' rule on the shipped model (the class with the highest p(x|y)) names most test digits:
     its samples of class 3 come from a model that knows what a 3 is."""
     checkpoint = load_checkpoint(pretrained.pretrained_path("mnist-sample"))
     model, spec, _ = restore_model(checkpoint, torch.device("cpu"))
     model.eval()
-    data = MNISTSample().load(None, False, MNISTSample.options_model())
+    data = MNISTSample().load(tmp_path, False, MNISTSample.options_model())
     images = torch.stack([data.test[i][0] for i in range(200)])
     truth = torch.tensor([int(data.test[i][1]) for i in range(200)])
     nats = torch.stack([image_nats(model, images, torch.full((200,), y), spec.color_levels) for y in range(10)])
