@@ -1,0 +1,45 @@
+"""The model that ships with the package: found without any run, small, and a real class-conditional model."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from pixelcnn_cli import pretrained
+from pixelcnn_cli.building import restore_model
+from pixelcnn_cli.checkpoint import load_checkpoint
+from pixelcnn_cli.data.mnist_sample import MNISTSample
+from pixelcnn_cli.scoring import image_nats
+
+
+def test_it_ships_and_is_small():
+    path = pretrained.pretrained_path("pretrained:mnist-sample")
+    assert path.is_file() and path.stat().st_size < 4 * 2**20
+    checkpoint = load_checkpoint(path)
+    assert "optimizer_state" not in checkpoint and "train_state" not in checkpoint  # inference only
+
+
+def test_commands_use_it_when_there_is_no_run(cli, tmp_path):
+    result = cli("sample", "--label", "3", "-c", "4", "--seed", "0")
+    assert result.exit_code == 0, result.stderr
+    assert "using the mnist-sample model that ships with pixelcnn (-m pretrained:mnist-sample)" in result.stderr
+    assert Image.open(tmp_path / "samples" / "samples.png").size[0] > 100
+    evaluated = cli("eval", "-m", "pretrained:mnist-sample", "--json")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    recorded = load_checkpoint(pretrained.pretrained_path("mnist-sample"))["metrics"]["test_bits_per_dim"]
+    assert f'"bits_per_dim": {recorded}'[:24] in evaluated.stdout  # the figure it was shipped with
+    assert "no pretrained model 'cifar'" in cli("eval", "-m", "pretrained:cifar").stderr
+
+
+def test_its_classes_mean_something(tmp_path):
+    """Bayes' rule on the shipped model (the class with the highest p(x|y)) names most test digits:
+    its samples of class 3 come from a model that knows what a 3 is."""
+    checkpoint = load_checkpoint(pretrained.pretrained_path("mnist-sample"))
+    model, spec, _ = restore_model(checkpoint, torch.device("cpu"))
+    model.eval()
+    data = MNISTSample().load(tmp_path, False, MNISTSample.options_model())
+    images = torch.stack([data.test[i][0] for i in range(200)])
+    truth = torch.tensor([int(data.test[i][1]) for i in range(200)])
+    nats = torch.stack([image_nats(model, images, torch.full((200,), y), spec.color_levels) for y in range(10)])
+    accuracy = float((nats.argmin(0) == truth).double().mean())
+    assert accuracy > 0.8, accuracy
