@@ -145,6 +145,24 @@ def test_max_minutes_flag(cli, tmp_path):
     assert "max_minutes: Input should be greater than 0" in one_error_line(cli("train", *QUICK, "--max-minutes", "0"))
 
 
+def test_cosine_and_exponential_end_with_the_time_budget():
+    """With --max-minutes the run ends at whichever of its steps and its minutes run out first."""
+    assert lr_factor("cosine", 10, 1000, 0, time_spent=0.5) == pytest.approx(0.5)
+    assert lr_factor("cosine", 900, 1000, 0, time_spent=0.5) == pytest.approx(lr_factor("cosine", 900, 1000, 0))
+    assert lr_factor("exponential", 10, 1000, 0, time_spent=1.0) == pytest.approx(0.01)
+    for schedule in ("constant", "decay", "cyclic"):  # they have no end to aim at
+        assert lr_factor(schedule, 10, 1000, 0, 0.9, time_spent=0.7) == lr_factor(schedule, 10, 1000, 0, 0.9)
+
+
+def test_training_anneals_cosine_over_max_minutes(tmp_path, monkeypatch):
+    monkeypatch.setattr(time, "perf_counter", FakeClock())
+    cfg = config(epochs=50, max_minutes=5.0, lr_schedule="cosine", learning_rate=1e-3, output_dir=str(tmp_path))
+    rates = rates_of(cfg)
+    assert 5 < len(rates) < 50 * 4 // 2  # the budget ends long before the 50 epochs' 200 steps
+    assert rates == sorted(rates, reverse=True)
+    assert rates[0] > 0.9e-3 and rates[-1] < 0.1e-3  # from lr to near 0 within the budget, not the epochs
+
+
 # -- the decay schedule and no clipping --------------------------------------------------------------
 
 def test_decay_schedule_multiplies_every_step():

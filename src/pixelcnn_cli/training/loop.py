@@ -88,6 +88,7 @@ class _Run:
         self.evaluated = False
         self.trained_seconds = 0.0  # training steps' time over all sessions of the run (for --max-minutes)
         self.time_is_up = False
+        self.budget_spent = 0.0  # the share of --max-minutes spent, as all ranks agree: it paces cosine/exponential
         self.epoch_clock: float | None = None  # when the epoch's training steps began (while they run)
         self.history: list[dict[str, Any]] = []
         self.best = math.inf
@@ -110,6 +111,7 @@ class _Run:
             self.evaluated = bool(pos.get("evaluated", False))
             self.step = int(point.checkpoint.get("step", 0))
             self.trained_seconds = float(state.get("trained_seconds", 0.0))
+            self.budget_spent = min(1.0, self._budget_share(0.0))
             finished = self.epoch > cfg.epochs or (self.evaluated and (
                 (cfg.max_steps is not None and self.step >= cfg.max_steps) or self._out_of_time(0.0)))
             if finished:
@@ -180,7 +182,8 @@ class _Run:
 
         self.optimizer = make_adam(model.parameters(), cfg.learning_rate, cfg.weight_decay, device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(cfg.lr_schedule, s, self.total_steps, cfg.warmup_steps, cfg.lr_decay)
+            self.optimizer, lambda s: lr_factor(cfg.lr_schedule, s, self.total_steps, cfg.warmup_steps, cfg.lr_decay,
+                                               self.budget_spent)
         )
         if point is not None:
             raw = state.get("raw_model_state") or point.checkpoint["model_state"]
@@ -231,7 +234,8 @@ class _Run:
         self._load(lambda: self.scheduler.load_state_dict(ckpt["scheduler_state"]), "schedule state")
         # the rate follows the (possibly new) --lr and --epochs/--max-steps from this step on
         self.scheduler.base_lrs = [cfg.learning_rate for _ in self.optimizer.param_groups]
-        rate = cfg.learning_rate * lr_factor(cfg.lr_schedule, self.step, self.total_steps, cfg.warmup_steps, cfg.lr_decay)
+        rate = cfg.learning_rate * lr_factor(cfg.lr_schedule, self.step, self.total_steps, cfg.warmup_steps, cfg.lr_decay,
+                                            self.budget_spent)
         for group in self.optimizer.param_groups:
             group["initial_lr"] = cfg.learning_rate
             group["lr"] = rate
@@ -371,10 +375,13 @@ class _Run:
     def _max_steps_reached(self) -> bool:
         return self.config.max_steps is not None and self.step >= self.config.max_steps
 
-    def _out_of_time(self, epoch_seconds: float) -> bool:
-        """Whether --max-minutes of training steps are spent (evaluation and sampling do not count)."""
+    def _budget_share(self, epoch_seconds: float) -> float:
+        """The share of --max-minutes spent on training steps (evaluation and sampling do not count)."""
         limit = self.config.max_minutes
-        return limit is not None and self.trained_seconds + epoch_seconds >= limit * 60
+        return 0.0 if limit is None else (self.trained_seconds + epoch_seconds) / (limit * 60)
+
+    def _out_of_time(self, epoch_seconds: float) -> bool:
+        return self.config.max_minutes is not None and self._budget_share(epoch_seconds) >= 1.0
 
     def _time_up(self, epoch_seconds: float) -> bool:
         """--max-minutes reached, as all ranks see it: under torchrun they vote at report steps only,
@@ -384,10 +391,10 @@ class _Run:
         if self.ctx.enabled:
             if self.step % self.log_every:
                 return False
-            (up,) = distributed.max_all(self.ctx, [int(self._out_of_time(epoch_seconds))], self.device)
-            self.time_is_up = bool(up)
+            (share,) = distributed.max_all(self.ctx, [self._budget_share(epoch_seconds)], self.device)
         else:
-            self.time_is_up = self._out_of_time(epoch_seconds)
+            share = self._budget_share(epoch_seconds)
+        self.budget_spent, self.time_is_up = min(1.0, share), share >= 1.0
         return self.time_is_up
 
     def _not_finite(self, loss_value: float | None, step: int, own: bool) -> TrainingError:
