@@ -4,6 +4,7 @@ Usage (by a maintainer; the result is committed, and anyone can rerun it):
 
     python scripts/make_pretrained.py                 # trains, then writes src/pixelcnn_cli/pretrained/mnist-sample.pt
     python scripts/make_pretrained.py --epochs 2      # quicker, worse
+    python scripts/make_pretrained.py --keep-run runs/pretrained   # keep the run folder (curves, grids)
 
 It runs ``pixelcnn train`` on the bundled digits at 2 levels (binarised, the seed's default, so
 samples are crisp digits) with the command below, then keeps only what sampling and scoring
@@ -33,11 +34,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", type=Path, default=TARGET)
+    parser.add_argument("--keep-run", type=Path, help="train in this folder and keep it [default: a temporary one]")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as temporary:
+        work = str(args.keep_run.parent) if args.keep_run else temporary
+        name = args.keep_run.name if args.keep_run else "pretrained-mnist-sample"
         command = ["pixelcnn", "train", "--dataset", "mnist-sample", "--color-levels", "2", "--epochs", str(args.epochs),
                    "--lr", "1e-3", "--lr-schedule", "cosine", "--ema", "0.999", "--seed", "0", "--epoch-samples", "0",
-                   "--output-dir", work, "--run-name", "pretrained-mnist-sample"]
+                   "--output-dir", work, "--run-name", name]
         print("$", shlex.join(command), flush=True)
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pixelcnn_cli", *command[1:]], check=True)
@@ -45,7 +49,7 @@ def main() -> None:
 
         from pixelcnn_cli.checkpoint import load_checkpoint, save_checkpoint
 
-        best = load_checkpoint(Path(work) / "pretrained-mnist-sample" / "checkpoints" / "best.pt")
+        best = load_checkpoint(Path(work) / name / "checkpoints" / "best.pt")
         payload = {key: best[key] for key in KEEP if key in best}
         payload["config"] = {**payload["config"], "output_dir": "runs", "run_name": None}  # not the temporary folder
         save_checkpoint(args.out, payload)

@@ -15,7 +15,7 @@ from .common import completes, device_from_flags, user_errors
 
 @user_errors
 def eval_command(
-    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint (or run folder) to evaluate [default: the newest run's best]")] = None,
+    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint, run folder or pretrained:mnist-sample to evaluate [default: the newest run's best; with no run, the shipped model]")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset to evaluate on [default: the one it was trained on]",
                                                    autocompletion=completes(registry.datasets.names))] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Dataset folder [default: the training one]")] = None,

@@ -86,7 +86,7 @@ def _flags(**values) -> dict:
 
 @user_errors
 def inspect_masks(
-    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Inspect a trained checkpoint instead of a fresh model")] = None,
+    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Inspect a trained checkpoint (or pretrained:mnist-sample) instead of a fresh model")] = None,
     model: Annotated[str, typer.Option(help="Model plugin to build (without -m); a masked model other than gated is shown beside the gated one",
                                        autocompletion=completes(registry.models.names))] = "gated",
     channels: Annotated[int, typer.Option(min=1, max=3, help="Data channels of the fresh model: 1 (grey) or 3 (RGB)")] = 3,

@@ -22,7 +22,7 @@ def load_model(model_path: str | None, runs_dir: str, device: str | None):
             path = pretrained.default_path()
             if path is None:
                 raise
-            common.err.print(f"no runs under {runs_dir}/ yet: using the {pretrained.DEFAULT} model that ships with "
+            common.err.print(f"no trained checkpoint under {runs_dir}/ yet: using the {pretrained.DEFAULT} model that ships with "
                              f"pixelcnn (-m {pretrained.PREFIX}{pretrained.DEFAULT}); train your own with `pixelcnn train`")
     elif pretrained.is_pretrained(model_path):
         path = pretrained.pretrained_path(model_path)

@@ -22,7 +22,7 @@ ANIMATION_FRAMES = 48  # frames of --animate by default (before the held last on
 
 @user_errors
 def sample(
-    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint (or run folder) to sample from [default: the newest run's best]")] = None,
+    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint, run folder or pretrained:mnist-sample to sample from [default: the newest run's best; with no run, the shipped model]")] = None,
     output_fname: Annotated[Optional[str], typer.Option(help="PNG file to write the grid to [default: samples/samples.png, samples/completions.png with --complete]")] = None,
     label: Annotated[int, typer.Option("--label", "--l", help="Class of the sampled images; -1 for random classes (with --complete: each dataset image's own class)")] = -1,
     count: Annotated[Optional[int], typer.Option("--count", "-c", help=f"Number of images to generate; with --complete, completions per image [default: {SAMPLE_COUNT}; {COMPLETION_COUNT} with --complete]")] = None,

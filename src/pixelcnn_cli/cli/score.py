@@ -22,7 +22,7 @@ COLUMNS = ("image", "label", "nats", "bits_per_dim")
 @user_errors
 def score(
     images: Annotated[Optional[list[str]], typer.Argument(metavar="[IMAGES]...", help="Picture files or folders to score [default: the checkpoint's dataset, --split]", show_default=False)] = None,
-    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint (or run folder) [default: the newest run's best]")] = None,
+    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint, run folder or pretrained:mnist-sample [default: the newest run's best; with no run, the shipped model]")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset to score instead of files [default: the one it was trained on]", autocompletion=completes(registry.datasets.names))] = None,
     split: Annotated[str, typer.Option(help="Dataset split: test or train")] = "test",
     dataset_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the dataset plugin (repeatable) [default: the training ones, for its dataset]")] = None,
