@@ -59,11 +59,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     ),
     Preset(
         "pixelcnnpp-cpu",
-        "a small PixelCNN++ that learns 256 levels in minutes on a laptop CPU (the best of these on RGB)",
+        "a small PixelCNN++ that learns 256 levels in minutes on a laptop CPU (the best of these, grey and RGB)",
         "chosen by measurement on a 2-core CPU (benchmarks/presets.py)",
         {"model": "pixelcnnpp",
          "model_options": {"nr_resnet": 1, "nr_filters": 32, "nr_logistic_mix": 5, "dropout": 0.0},
-         "batch_size": 32, "learning_rate": 2e-3, "lr_schedule": "constant",
+         "batch_size": 16, "learning_rate": 2e-3, "lr_schedule": "constant",
          "weight_decay": 0.0, "max_norm": 0.0, "ema": 0.999},
     ),
 )}
@@ -111,4 +111,4 @@ def small_defaults_hint(config: TrainConfig) -> str | None:
     if config.architecture() != seed.model_dump() or config.learning_rate != defaults["learning_rate"].default:
         return None
     return (f"hint: the seed's small defaults learn {config.color_levels} levels slowly; --preset pixelcnnpp-cpu "
-            "(or gated-cpu) learns faster: 4.1 against 7.3 bits/dim on RGB after 10 CPU minutes (README: Presets)")
+            "(or gated-cpu) learns faster: 4.0 against 7.3 bits/dim on RGB after 10 CPU minutes (README: Presets)")
