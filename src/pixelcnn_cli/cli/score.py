@@ -71,7 +71,7 @@ def score(
         summary_out.print(_summary_line(other.name, scoring.summary(other_bits), other.skipped), markup=False)
         from ..plots import bits_histogram
 
-        bits_histogram([(main.name, bits), (other.name, other_bits)], target, f"bits/dim under {path}")
+        bits_histogram([(main.name, bits), (other.name, other_bits)], target, f"bits/dim under {model_path or path}")
         value = scoring.auroc(bits, other_bits)
         common.out.print(f"AUROC {value:.4f} of telling {other.name} from {main.name} by higher bits/dim "
                          f"(0.5: chance; below 0.5: the model finds {other.name} more likely); histogram: {target}",
