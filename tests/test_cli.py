@@ -174,7 +174,10 @@ def test_sample_finds_the_newest_run_and_says_so(cli, trained, tmp_path):
     assert result.exit_code == 0 and (tmp_path / "out" / "one.png").exists()
 
 
-def test_sample_without_any_run(cli):
+def test_sample_without_any_run_or_shipped_model(cli, monkeypatch):
+    from pixelcnn_cli import pretrained
+
+    monkeypatch.setattr(pretrained, "default_path", lambda: None)  # an install that lacks the shipped model
     stderr = one_error_line(cli("sample", "-c", "1"))
     assert "no checkpoint given and none found under runs" in stderr
 
