@@ -107,7 +107,7 @@ def compare(model: str, folder: Path, out: Path) -> dict:
     summaries = SUMMARY.findall(text)
     if len(summaries) != 2 or not AUROC.search(text):
         raise SystemExit(f"unexpected output of pixelcnn score:\n{text}")
-    (digits, digit_count, digit_mean), (_, other_count, other_mean) = summaries
+    (_, digit_count, digit_mean), (_, other_count, other_mean) = summaries
     score(["-m", model, "--marginal", folder.name, "-o", f"rows-{folder.name}.csv"], out)
     digit_bits = sorted(bits_of(out / "rows-digits.csv"))
     other_bits = bits_of(out / f"rows-{folder.name}.csv")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
+import pytest
 import torch
 from PIL import Image
 
@@ -24,10 +28,15 @@ def test_commands_use_it_when_there_is_no_run(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "using the mnist-sample model that ships with pixelcnn (-m pretrained:mnist-sample)" in result.stderr
     assert Image.open(tmp_path / "samples" / "samples.png").size[0] > 100
+    recorded = load_checkpoint(pretrained.pretrained_path("mnist-sample"))["metrics"]["test_bits_per_dim"]
     evaluated = cli("eval", "-m", "pretrained:mnist-sample", "--json")
     assert evaluated.exit_code == 0, evaluated.stderr
-    recorded = load_checkpoint(pretrained.pretrained_path("mnist-sample"))["metrics"]["test_bits_per_dim"]
-    assert f'"bits_per_dim": {recorded}'[:24] in evaluated.stdout  # the figure it was shipped with
+    assert json.loads(evaluated.stdout)["bits_per_dim"] == pytest.approx(recorded, abs=1e-6)  # as it was shipped
+    scored = cli("score", "-o", "rows.csv")  # no run: the shipped model again, each test digit under its class
+    assert scored.exit_code == 0 and "ships with pixelcnn" in scored.stderr, scored.stderr
+    with open(tmp_path / "rows.csv", newline="") as f:
+        bits = [float(row["bits_per_dim"]) for row in csv.DictReader(f)]
+    assert len(bits) == 1000 and sum(bits) / len(bits) == pytest.approx(recorded, abs=1e-5)
     assert "no pretrained model 'cifar'" in cli("eval", "-m", "pretrained:cifar").stderr
 
 
