@@ -56,6 +56,8 @@ class ArchitectureConfig(_Strict):
 class TrainConfig(ArchitectureConfig):
     """Everything ``pixelcnn train`` needs; saved in the run folder and every checkpoint."""
 
+    # Which preset the values came from, as history: the name is checked where a preset is applied
+    # (presets.with_preset), so a checkpoint made with a preset since renamed still loads.
     preset: str | None = Field(None, description="Named settings filled in under the config file and flags (see `pixelcnn train --help`)")
 
     dataset: str = Field("mnist", description="Dataset to train on (see `pixelcnn plugins`)")
@@ -101,16 +103,6 @@ class TrainConfig(ArchitectureConfig):
     checkpoint_every: int = Field(0, ge=0, description="Also save checkpoints/last.pt every N steps inside an epoch (0: at epoch ends only)")
     wandb: bool = Field(False, description="Log to Weights & Biases")
     wandb_project: str = Field("pixelcnn", description="Weights & Biases project")
-
-    @field_validator("preset")
-    @classmethod
-    def _known_preset(cls, value: str | None) -> str | None:
-        if value is not None:
-            from .presets import PRESETS  # presets build on this module
-
-            if value not in PRESETS:
-                raise ValueError(f"unknown preset {value!r}; presets: {', '.join(PRESETS)}")
-        return value
 
     @field_validator("run_name")
     @classmethod
