@@ -37,7 +37,7 @@ from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.models.gated import GatedPixelCNN
 from pixelcnn_cli.models.pixelcnnpp import PixelCNNPP, PixelCNNPPOptions
-from pixelcnn_cli.precision import full_fp32
+from pixelcnn_cli.tf32 import full_fp32
 
 # name: (channels, height, width, color levels)
 CASES = {

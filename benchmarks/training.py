@@ -44,10 +44,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pixelcnn_cli.building import load_data, place_model
+from pixelcnn_cli.building import build_data, place_model
 from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
-from pixelcnn_cli.data.loading import make_loader
+from pixelcnn_cli.data.batches import make_loader
 from pixelcnn_cli.data.quantize import levels_to_input, to_levels
 from pixelcnn_cli.evaluation import nll_terms
 from pixelcnn_cli.models.gated import GatedPixelCNN
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    data = load_data("mnist-sample", ".data", False, {})
+    data = build_data("mnist-sample", ".data", False, {})
     spec = ModelSpec(data.channels, data.height, data.width, 2, data.num_classes)
     load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     info = {"torch": torch.__version__, "device": str(device), "cpu_count": os.cpu_count(),

@@ -29,7 +29,7 @@ from pixelcnn_cli import registry
 from pixelcnn_cli.checkpoint import load_checkpoint
 from pixelcnn_cli.contracts import TensorImageDataset
 from pixelcnn_cli.data.idx import read_idx
-from pixelcnn_cli.data.loading import make_loader
+from pixelcnn_cli.data.batches import make_loader
 from pixelcnn_cli.data.quantize import levels_to_input, levels_to_uint8, to_levels
 from pixelcnn_cli.errors import DataError
 

@@ -86,9 +86,9 @@ def test_train_eval_and_sample_through_the_cli(cli, tmp_path):
     record = json.loads(evaluated.stdout.strip().splitlines()[-1])
 
     model, spec, config = restore_model(ckpt, torch.device("cpu"))
-    from pixelcnn_cli.building import load_data
+    from pixelcnn_cli.building import build_data
 
-    data = load_data("mnist-sample", ".data", False, {})
+    data = build_data("mnist-sample", ".data", False, {})
     images = torch.stack([data.test[i][0] for i in range(record["images"])])
     labels = torch.tensor([data.test[i][1] for i in range(record["images"])])
     levels = to_levels(images, 256)

@@ -20,7 +20,7 @@ from pixelcnn_cli import evaluation, sampling
 from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.models.gated import GatedPixelCNN
-from pixelcnn_cli.precision import full_fp32
+from pixelcnn_cli.tf32 import full_fp32
 
 pytestmark = pytest.mark.skipif(not hasattr(torch.backends.cudnn, "conv"), reason="torch < 2.9: no fp32_precision")
 
@@ -82,7 +82,7 @@ def test_legacy_switches_on_torch_before_2_9():
     fresh interpreter: on this torch the legacy setters rewrite the new settings for good."""
     script = (
         "import json, torch\n"
-        "from pixelcnn_cli.precision import full_fp32\n"
+        "from pixelcnn_cli.tf32 import full_fp32\n"
         "del type(torch.backends.cudnn).conv\n"
         "b = torch.backends\n"
         "b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = True, True\n"

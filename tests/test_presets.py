@@ -16,7 +16,7 @@ from pixelcnn_cli.building import build_model
 from pixelcnn_cli.checkpoint import load_checkpoint
 from pixelcnn_cli.config import ArchitectureConfig, TrainConfig
 from pixelcnn_cli.contracts import ModelSpec
-from pixelcnn_cli.schedules import lr_factor
+from pixelcnn_cli.training.schedules import lr_factor
 from pixelcnn_cli.training import Callback, train
 
 CIFAR = ModelSpec(channels=3, height=32, width=32, color_levels=256, num_classes=10)

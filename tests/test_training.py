@@ -23,9 +23,9 @@ from pixelcnn_cli import registry
 from pixelcnn_cli.checkpoint import load_checkpoint
 from pixelcnn_cli.config import ArchitectureConfig, TrainConfig
 from pixelcnn_cli.contracts import ModelSpec
-from pixelcnn_cli.ema import WeightAverage
+from pixelcnn_cli.training.ema import WeightAverage
 from pixelcnn_cli.models.gated import GatedPixelCNN
-from pixelcnn_cli.schedules import CYCLE_STEPS, lr_factor
+from pixelcnn_cli.training.schedules import CYCLE_STEPS, lr_factor
 from pixelcnn_cli.training import Callback, StopRequest, TrainingInterrupted, train
 
 BASE = dict(dataset="mnist-sample", limit_train_batches=4, limit_test_batches=1, batch_size=8, epoch_samples=0, seed=0,

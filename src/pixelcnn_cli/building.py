@@ -51,7 +51,7 @@ def plugin_options(plugin: Any, values: dict[str, Any], label: str) -> BaseModel
         raise ConfigError("\n".join(f"{label}.{line}" for line in str(error).splitlines())) from None
 
 
-def load_data(dataset: str, data_dir: str | Path, download: bool, options: dict[str, Any]) -> ImageData:
+def build_data(dataset: str, data_dir: str | Path, download: bool, options: dict[str, Any]) -> ImageData:
     plugin = registry.datasets.get(dataset)
     validated = plugin_options(plugin, options, "dataset_options")
     data = _call_plugin(registry.datasets, dataset, lambda: plugin.load(Path(data_dir), download, validated))

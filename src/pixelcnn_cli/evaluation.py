@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from .contracts import ModelSpec
 from .data.quantize import levels_to_input, to_levels
 from .likelihood import nll_per_dim
-from .precision import full_fp32
+from .tf32 import full_fp32
 
 
 @dataclass

@@ -32,7 +32,7 @@ from .contracts import ModelSpec
 from .data.quantize import levels_to_input, levels_to_uint8
 from .errors import PixelCNNError
 from .likelihood import inner_model, level_logits
-from .precision import full_fp32
+from .tf32 import full_fp32
 
 Progress = Callable[[int, int], None]
 #: ``on_logits(row, col, channel, logits (B, L))``: every step's logits (tests, debugging)

@@ -142,7 +142,7 @@ def file_batches(files: list[Path], spec: ModelSpec, batch_size: int, strict: bo
 
 def dataset_batches(dataset, split: str, batch_size: int, labelled: bool) -> Iterator[Batch]:
     """A dataset split in order, named ``split[index]``."""
-    from .data.loading import make_loader
+    from .data.batches import make_loader
 
     start = 0
     for images, labels in make_loader(dataset, batch_size, False):
@@ -189,11 +189,11 @@ def choose_source(images: list[str] | None, dataset: str | None, split: str, opt
 def dataset_source(name: str, split: str, options: dict | None, data_dir: str | None, config, spec: ModelSpec,
                    batch_size: int) -> ImageSource:
     """A split of a dataset plugin's data; its options default to the training ones for the training dataset."""
-    from .building import load_data
+    from .building import build_data
 
     if options is None:
         options = config.dataset_options if name == config.dataset else {}
-    data = load_data(name, data_dir or config.data_dir, config.download, options)
+    data = build_data(name, data_dir or config.data_dir, config.download, options)
     if (data.channels, data.height, data.width) != (spec.channels, spec.height, spec.width):
         raise DataError(f"{name} images are {data.channels}x{data.height}x{data.width}; the model takes "
                         f"{spec.channels}x{spec.height}x{spec.width} (score picture files to have them fitted)")

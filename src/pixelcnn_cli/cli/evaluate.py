@@ -29,15 +29,15 @@ def eval_command(
 ) -> None:
     """Test negative log-likelihood of a trained model, in nats/image and bits/dim."""
     # torch loads here, not at import: --help and completion stay quick
-    from ..building import load_data
-    from ..data.loading import make_loader
+    from ..building import build_data
+    from ..data.batches import make_loader
     from ..evaluation import evaluate
-    from .loading import load_model
+    from .checkpoint_choice import load_model
 
     model, spec, config, path, torch_device = load_model(model_path, runs_dir, device_from_flags(device, cuda))
     name = dataset or config.dataset
     options = config.dataset_options if name == config.dataset else {}
-    data = load_data(name, data_dir or config.data_dir, config.download if download is None else download, options)
+    data = build_data(name, data_dir or config.data_dir, config.download if download is None else download, options)
     if data.channels != spec.channels:
         raise DataError(f"{name} has {data.channels} channels but the model was trained on {spec.channels}")
     if spec.num_classes and data.num_classes > spec.num_classes:

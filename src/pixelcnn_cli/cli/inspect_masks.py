@@ -124,7 +124,7 @@ def inspect_masks(
         reference_model,
         render,
     )
-    from .loading import load_model
+    from .checkpoint_choice import load_model
 
     target = check_png_target(output) if output else None
     device = resolve_device("cuda" if cuda else "cpu")

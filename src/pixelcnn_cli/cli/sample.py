@@ -89,7 +89,7 @@ def sample(
         if not Path(name).is_file():
             raise DataError(f"--images: no such file: {name}")
     # torch loads here, not at import: --help and completion stay quick
-    from ..completion import dataset_sources, file_sources
+    from ..completion_sources import dataset_sources, file_sources
     from ..data.quantize import to_levels
     from ..data.quantize import levels_to_uint8
     from ..images import check_png_target, check_target, generation_frames, render_grid, save_animation, save_png
@@ -97,7 +97,7 @@ def sample(
     from ..sampling import completion_tiles, draw_uniforms, per_class_labels, resolve_labels
     from ..sampling import sample as run_sampler
     from ..training import seed_everything
-    from .loading import load_model
+    from .checkpoint_choice import load_model
 
     target = check_png_target(options.output_fname)  # before minutes of sampling, not after
     movie = check_target(animate, (".gif", ".png")) if animate else None

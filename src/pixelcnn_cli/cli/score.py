@@ -52,7 +52,7 @@ def score(
     # torch loads here, not at import: --help and completion stay quick
     from .. import scoring
     from ..images import check_png_target
-    from .loading import load_model
+    from .checkpoint_choice import load_model
 
     target = check_png_target(histogram or "bits-histogram.png") if compare else None
     model, spec, config, path, torch_device = load_model(model_path, runs_dir, device_from_flags(device, cuda))

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..data.loading import collate, worker_leaves_signals
+from ..data.batches import collate, worker_leaves_signals
 from ..distributed import DistContext
 
 

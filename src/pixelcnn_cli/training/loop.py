@@ -38,16 +38,16 @@ import torch
 from torch import nn
 
 from .. import __version__, distributed, registry
-from ..building import build_model, load_data, place_model, spec_for, spec_to_dict
+from ..building import build_model, build_data, place_model, spec_for, spec_to_dict
 from ..checkpoint import save_checkpoint
 from ..config import TrainConfig
-from ..data.loading import make_loader
+from ..data.batches import make_loader
 from ..data.quantize import levels_to_input, to_levels
-from ..ema import WeightAverage
+from .ema import WeightAverage
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..likelihood import nll_per_dim
 from ..runs import clear_running
-from ..schedules import lr_factor
+from .schedules import lr_factor
 from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
 from .curves import CurvesFigure
 from .epoch_end import evaluate_and_sample
@@ -129,7 +129,7 @@ class _Run:
             check_ready()  # before a run folder is made
         seed_everything(cfg.seed)
 
-        data = distributed.main_first(ctx, lambda: load_data(cfg.dataset, cfg.data_dir, cfg.download, cfg.dataset_options))
+        data = distributed.main_first(ctx, lambda: build_data(cfg.dataset, cfg.data_dir, cfg.download, cfg.dataset_options))
         spec = spec_for(cfg, data)
         if point is not None:
             saved_spec = point.checkpoint["spec"]

@@ -28,9 +28,9 @@ def file_sources(paths: list[str], spec: ModelSpec, height: int, width: int) -> 
 def dataset_sources(config: TrainConfig, data_dir: str | None, indices: list[int] | None, count: int,
                     seed: int | None, spec: ModelSpec, height: int, width: int) -> CompletionSources:
     """Test images of the dataset the model was trained on: ``indices``, or ``count`` random ones (by ``seed``)."""
-    from .building import load_data
+    from .building import build_data
 
-    data = load_data(config.dataset, data_dir or config.data_dir, config.download, config.dataset_options)
+    data = build_data(config.dataset, data_dir or config.data_dir, config.download, config.dataset_options)
     if data.channels != spec.channels:
         raise DataError(f"{config.dataset} has {data.channels} channels but the model has {spec.channels}")
     total = len(data.test)
