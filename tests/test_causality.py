@@ -11,7 +11,7 @@ from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.errors import ConfigError
 from pixelcnn_cli.inspection import inspect
-from pixelcnn_cli.models import layers
+from pixelcnn_cli.models.gated import layers
 from pixelcnn_cli.models.gated import GatedPixelCNNPlugin
 
 

@@ -1,6 +1,6 @@
 import torch
 
-from pixelcnn_cli.models.masks import channel_groups, colour_mask, conv_mask, spatial_mask
+from pixelcnn_cli.models.gated.masks import channel_groups, colour_mask, conv_mask, spatial_mask
 
 
 def test_spatial_masks_a_and_b():

@@ -21,7 +21,7 @@ from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.data.quantize import levels_to_uint8
 from pixelcnn_cli.errors import PixelCNNError
 from pixelcnn_cli.models.gated import GatedPixelCNN, GatedPixelCNNPlugin
-from pixelcnn_cli.models.incremental import SupportsIncremental
+from pixelcnn_cli.models.gated.incremental import SupportsIncremental
 
 from conftest import TINY
 
@@ -192,7 +192,7 @@ class NoCachePlugin(GatedPixelCNNPlugin):
 
 def test_fallback_to_naive_with_notice():
     model, spec = random_model(1, 2, 0, 3, 3, 1)
-    plain = NoCacheModel(spec, model.arch)
+    plain = NoCacheModel(spec, model.options)
     plain.load_state_dict(model.state_dict())
     uniforms = sampling.draw_uniforms(2, 1, 4, 3, 0)
     assert sampling.choose_sampler(plain, "cached")[0] == "naive"

@@ -22,7 +22,7 @@ from .causality import MIN_CHECK_SIZE, CausalityReport, check_causality, full_vi
 from .config import ArchitectureConfig
 from .contracts import ModelSpec
 from .errors import ConfigError
-from .models.masks import colour_mask, spatial_mask
+from .models.gated.masks import colour_mask, spatial_mask
 
 COLOURS = "RGB"
 REFERENCE = "gated"

@@ -9,7 +9,7 @@ Two samplers:
 
 * ``naive``, the reference: one full forward pass of the model per pixel and colour;
 * ``cached``, the default: the model's cached incremental state
-  (:mod:`.models.incremental`, Ramachandran et al. 2017), constant work per pixel and layer.
+  (:mod:`.models.gated.incremental`, Ramachandran et al. 2017), constant work per pixel and layer.
   Models that do not offer it (``incremental_sampler``) fall back to ``naive``, with a notice.
 
 :func:`complete` samples the bottom of images whose top rows are given (image completion).
@@ -100,7 +100,7 @@ def per_class_labels(spec: ModelSpec, per_class: int) -> tuple[torch.Tensor, lis
 
 def incremental_model(model: nn.Module) -> nn.Module | None:
     """The module that offers cached incremental state (``incremental_sampler(labels, count,
-    height, width)``, see :class:`~.models.incremental.SupportsIncremental`), unwrapped from DDP
+    height, width)``, see :class:`~.models.gated.incremental.SupportsIncremental`), unwrapped from DDP
     or ``torch.compile``; ``None`` when there is none."""
     return inner_model(model, "incremental_sampler")
 

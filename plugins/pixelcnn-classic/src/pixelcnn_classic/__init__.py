@@ -23,8 +23,8 @@ from torch import nn
 
 from pixelcnn_cli import ModelSpec
 from pixelcnn_cli.errors import ConfigError
-from pixelcnn_cli.models.layers import MaskedConv2d, OutputHead, masked_1x1
-from pixelcnn_cli.models.masks import conv_mask
+from pixelcnn_cli.models.gated.layers import MaskedConv2d, OutputHead, masked_1x1
+from pixelcnn_cli.models.gated.masks import conv_mask
 
 __version__ = "0.1.0"
 

@@ -14,9 +14,10 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from ..config import ArchitectureConfig
-from ..contracts import ModelSpec
-from ..errors import ConfigError
+from ...config import ArchitectureConfig
+from ...contracts import ModelSpec
+from ...errors import ConfigError
+from .incremental import GatedIncrementalState
 from .layers import GatedBlock, OutputHead
 
 
@@ -24,7 +25,7 @@ class GatedPixelCNN(nn.Module):
     def __init__(self, spec: ModelSpec, arch: ArchitectureConfig):
         super().__init__()
         self.spec = spec
-        self.arch = arch
+        self.options = arch  # the plugin's validated options, as every built-in model keeps them
         c = spec.channels
         blocks = [GatedBlock(c, arch.hidden_fmaps, arch.causal_ksize, c, spec.num_classes, first=True)]
         for i in range(arch.hidden_layers):
@@ -46,15 +47,14 @@ class GatedPixelCNN(nn.Module):
     def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
         """Cached per-layer state for fast sampling (see :mod:`.incremental`); same function as
         :meth:`forward`, one pixel at a time."""
-        from .incremental import GatedIncrementalState
-
         return GatedIncrementalState(list(self.blocks), self.head, labels, count, height, width)
 
     @property
     def reach(self) -> int:
         """How far (in pixels, in every direction) the stacks see: every earlier pixel of a
         ``(reach + 1)``-square image is in view."""
-        return self.arch.causal_ksize // 2 + self.arch.hidden_layers * (self.arch.hidden_ksize // 2)
+        arch = self.options
+        return arch.causal_ksize // 2 + arch.hidden_layers * (arch.hidden_ksize // 2)
 
 
 def check_architecture(arch: ArchitectureConfig, spec: ModelSpec) -> None:
