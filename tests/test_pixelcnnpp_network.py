@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pixelcnn_cli.models import pixelcnnpp
+from pixelcnn_cli.models.pixelcnnpp import net as pixelcnnpp
 from pixelcnn_cli.models.pixelcnnpp import PixelCNNPPNet
 
 
@@ -97,7 +97,7 @@ def test_8x8_is_seen_whole_from_nr_resnet_2():
     assert seen[-1].reshape(3, -1)[:, :-1].all()  # the last pixel sees every earlier one
 
 
-@pytest.mark.parametrize("broken", ["down_shift", "right_shift"])
+@pytest.mark.parametrize("broken", ["shift_down", "shift_right"])
 def test_the_check_catches_a_broken_network(monkeypatch, broken):
     monkeypatch.setattr(pixelcnnpp, broken, lambda x: x)
     seen = dependencies(tiny(1), 1, 8, 8)

@@ -1,4 +1,4 @@
-"""The cached PixelCNN++ sampler (:mod:`pixelcnn_cli.models.pixelcnnpp_incremental`) against the
+"""The cached PixelCNN++ sampler (:mod:`pixelcnn_cli.models.pixelcnnpp.incremental`) against the
 naive reference and the full forward pass: same logits at every step, same images."""
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_incremental_state_equals_the_forward_pass_at_every_pixel(size, nr_resne
 def test_one_network_step_per_pixel_serves_every_colour(monkeypatch):
     """The network runs once per pixel, not once per colour; each colour's call reruns only the
     mixture, with the colours drawn so far (G's distribution moves with R, R's does not)."""
-    from pixelcnn_cli.models import pixelcnnpp_incremental as incremental
+    from pixelcnn_cli.models.pixelcnnpp import incremental
 
     model, spec = random_model(3, 16, 0)
     steps = []

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..caches import conv_bias, masked_weight, push_row, window_matrix
 from .layers import GatedBlock, OutputHead
 
 
@@ -77,16 +78,6 @@ class SupportsIncremental(Protocol):
     ) -> IncrementalSampler: ...
 
 
-def masked_weight(conv: nn.Conv2d) -> torch.Tensor:
-    """The weight a (possibly masked) convolution really uses."""
-    mask = getattr(conv, "mask", None)
-    return conv.weight if mask is None else conv.weight * mask
-
-
-def _bias(conv: nn.Conv2d, out: int, like: torch.Tensor) -> torch.Tensor:
-    return conv.bias if conv.bias is not None else like.new_zeros(out)
-
-
 class _Layer:
     """One gated block's precomputed weights and caches."""
 
@@ -102,26 +93,25 @@ class _Layer:
         device, dtype = weight.device, weight.dtype
 
         self.v_weight = weight.detach()
-        self.v_bias = _bias(v_conv, two_f, weight).detach()
+        self.v_bias = conv_bias(v_conv)
         # horizontal conv (2F, Cin, 1, k) -> (k * Cin, 2F), matching windows laid out (B, k, Cin)
-        hw = masked_weight(h_conv).detach()
-        self.h_matrix = hw[:, :, 0, :].permute(2, 1, 0).reshape(-1, two_f).contiguous()
+        self.h_matrix = window_matrix(masked_weight(h_conv))
         self.v_to_h = block.v_to_h.weight.detach()[:, :, 0, 0].t().contiguous()  # (2F, 2F)
         label_bias = None
         if block.label_bias is not None and labels is not None:
             label_bias = block.label_bias(labels).detach()  # (B, 2F)
         self.label_bias = label_bias[:, :, None] if label_bias is not None else None  # (B, 2F, 1)
         # everything the horizontal pre-activation adds besides its own convolution, per image
-        constant = (_bias(h_conv, two_f, weight) + _bias(block.v_to_h, two_f, weight)).detach()
+        constant = conv_bias(h_conv) + conv_bias(block.v_to_h)
         self.h_constant = constant.expand(count, two_f) if label_bias is None else constant + label_bias
         if not self.first:
             res, skip = block.h_residual, block.h_skip
-            skip_weight = masked_weight(skip).detach()[:, :, 0, 0]
+            skip_weight = masked_weight(skip)[:, :, 0, 0]
             # the last block has no residual (its output is never read): zeros keep one layout
-            res_weight = masked_weight(res).detach()[:, :, 0, 0] if res is not None else torch.zeros_like(skip_weight)
-            res_bias = _bias(res, self.fmaps, weight) if res is not None else torch.zeros_like(_bias(skip, self.fmaps, weight))
+            res_weight = masked_weight(res)[:, :, 0, 0] if res is not None else torch.zeros_like(skip_weight)
+            res_bias = conv_bias(res) if res is not None else torch.zeros_like(conv_bias(skip))
             self.rs_matrix = torch.cat([res_weight, skip_weight]).t().contiguous()  # (F, 2F): residual | skip
-            self.rs_bias = torch.cat([res_bias, _bias(skip, self.fmaps, weight)]).detach()
+            self.rs_bias = torch.cat([res_bias, conv_bias(skip)])
 
         # caches
         self.v_rows = torch.zeros(count, self.in_channels, self.v_half + 1, width + 2 * self.v_half, device=device, dtype=dtype)
@@ -132,12 +122,8 @@ class _Layer:
     def end_row(self, v_in: torch.Tensor) -> torch.Tensor:
         """Feed this layer's vertical input for the finished row ``(B, Cin, W)``; returns its
         vertical output (the next layer's input) and prepares the next row's horizontal term."""
-        rows = self.v_rows
-        if self.v_half:
-            rows[:, :, :-1] = rows[:, :, 1:].clone()
-        half = self.v_half
-        rows[:, :, -1, half : rows.shape[-1] - half] = v_in
-        v_pre = F.conv2d(rows, self.v_weight, self.v_bias)[:, :, 0, :]  # (B, 2F, W)
+        push_row(self.v_rows, v_in)
+        v_pre = F.conv2d(self.v_rows, self.v_weight, self.v_bias)[:, :, 0, :]  # (B, 2F, W)
         # next row's horizontal pre-activation term: v_to_h(v_pre) + biases (+ label bias)
         torch.baddbmm(self.h_constant[:, None, :], v_pre.transpose(1, 2), self.v_to_h.expand(v_pre.shape[0], -1, -1),
                       out=self.row_add)
@@ -156,10 +142,10 @@ class GatedIncrementalState:
         self.layers = [_Layer(block, labels, count, width) for block in blocks]
         self.data_channels = head.data_channels
         self.color_levels = head.color_levels
-        self.hidden_matrix = masked_weight(head.hidden).detach()[:, :, 0, 0].t().contiguous()
-        self.hidden_bias = _bias(head.hidden, self.hidden_matrix.shape[1], self.hidden_matrix).detach()
-        self.logit_matrix = masked_weight(head.logits).detach()[:, :, 0, 0].t().contiguous()
-        self.logit_bias = _bias(head.logits, self.logit_matrix.shape[1], self.logit_matrix).detach()
+        self.hidden_matrix = masked_weight(head.hidden)[:, :, 0, 0].t().contiguous()
+        self.hidden_bias = conv_bias(head.hidden)
+        self.logit_matrix = masked_weight(head.logits)[:, :, 0, 0].t().contiguous()
+        self.logit_bias = conv_bias(head.logits)
         self.row = 0
         first = self.layers[0]
         like = first.h_row

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..shifts import shift_down
 from .masks import MaskType, channel_groups, conv_mask
 
 
@@ -41,11 +42,6 @@ def gate(x: torch.Tensor) -> torch.Tensor:
     """tanh(a) * sigmoid(b) of the two halves along the channel axis."""
     a, b = x.chunk(2, dim=1)
     return torch.tanh(a) * torch.sigmoid(b)
-
-
-def shift_down(x: torch.Tensor) -> torch.Tensor:
-    """Move every row one down (zeros on top): row r then holds what was at row r - 1."""
-    return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
 
 
 class VerticalConv(nn.Conv2d):

@@ -1,14 +1,14 @@
 """Cached, incremental evaluation of PixelCNN++ for fast sampling.
 
 In the spirit of Ramachandran et al. 2017 (arXiv 1704.06001), which did this for this
-architecture: every cell of every map of :class:`~.pixelcnnpp.PixelCNNPPNet` is computed exactly
+architecture: every cell of every map of :class:`~.net.PixelCNNPPNet` is computed exactly
 once per sampling run, at the first moment all its inputs are known, and each convolution keeps
 the few rows of its input that later cells still read. Drawing a whole image then costs about
 one forward pass of the network on it (plus, per pixel, the output layer and the likelihood),
 where the naive sampler runs one full forward pass per pixel and colour.
 
 **When each cell becomes computable.** Sampling visits the input pixels in raster order. From
-the network's causality argument (see :mod:`.pixelcnnpp`), at scale ``s`` (1, 2 or 4 input
+the network's causality argument (see :mod:`.net`), at scale ``s`` (1, 2 or 4 input
 pixels per cell):
 
 * a ``u`` cell ``(p, q)`` reads input rows ``< s*p`` only, so *the whole row* ``p`` is computable
@@ -44,7 +44,7 @@ half resolution and a sixteenth at quarter resolution. A block pair (``u`` and `
 (2n + 1) * 63 F^2`` in all (23 M for the paper's n = 5, F = 160), independent of the image size:
 the network's cost per output pixel, where the naive sampler pays it for every pixel of the
 image at every step. On top of that, the output 1x1 once per pixel and, per colour,
-:func:`~.logistic_mixture.level_log_probs` on the pixel's parameters (``C x L x K`` values:
+:func:`~.mixture.level_log_probs` on the pixel's parameters (``C x L x K`` values:
 colours, levels, components): the network runs once per pixel and the mixture turns its
 parameters into each colour's distribution given the colours already drawn (the R -> G -> B
 coupling lives there alone, since the network's output at a pixel never depends on that pixel).
@@ -63,25 +63,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .pixelcnnpp import STAGES, GatedResnet, PixelCNNPPNet
-
-
-def concat_elu(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """:func:`.pixelcnnpp.concat_elu` along any dimension (cells here are ``B x C`` or ``B x W x C``)."""
-    return F.elu(torch.cat([x, -x], dim=dim))
-
-
-def _push_row(rows: torch.Tensor, row: torch.Tensor) -> None:
-    """A 2-row cache ``(B, C, 2, pad + W + pad)``: the current row becomes the previous one, ``row``
-    (``B x C x W``) the current one; the padding columns stay zero."""
-    rows[:, :, 0] = rows[:, :, 1]
-    pad = (rows.shape[-1] - row.shape[-1]) // 2
-    rows[:, :, 1, pad : pad + row.shape[-1]] = row
-
-
-def _cell_matrix(weight: torch.Tensor) -> torch.Tensor:
-    """A 2x2 convolution's weight ``(out, in, 2, 2)`` as a matrix for windows laid out ``(row, col, in)``."""
-    return weight.detach().permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()
+from ..caches import push_row, window_matrix
+from ..shifts import concat_elu
+from .net import STAGES, GatedResnet, PixelCNNPPNet
 
 
 def _label_bias(block: GatedResnet, labels: torch.Tensor | None) -> torch.Tensor | None:
@@ -110,12 +94,12 @@ class _RowBlock:
 
     def __call__(self, x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
         """The block's output row ``(B, F, W)`` for input row ``x`` (the next row after the last call)."""
-        _push_row(self.in_rows, concat_elu(x))
+        push_row(self.in_rows, concat_elu(x))
         c = F.conv2d(self.in_rows, self.w_in, self.b_in)[:, :, 0]
         if self.aux is not None:
             weight, bias = self.aux
             c = c + F.conv1d(concat_elu(aux), weight[:, :, None], bias)
-        _push_row(self.mid_rows, concat_elu(c))
+        push_row(self.mid_rows, concat_elu(c))
         c = F.conv2d(self.mid_rows, self.w_out)[:, :, 0] + self.out_bias
         a, b = c.chunk(2, dim=1)
         return torch.addcmul(x, a, torch.sigmoid(b))
@@ -131,9 +115,9 @@ class _CellBlock:
 
     def __init__(self, block: GatedResnet, labels: torch.Tensor | None, count: int, width: int, f: int):
         two_f = 2 * f
-        self.m_in = _cell_matrix(block.conv_in.weight)  # (4 * 2F, F)
+        self.m_in = window_matrix(block.conv_in.weight)  # (4 * 2F, F)
         self.b_in = block.conv_in.bias.detach()
-        self.m_out = _cell_matrix(block.conv_out.weight)  # (4 * 2F, 2F)
+        self.m_out = window_matrix(block.conv_out.weight)  # (4 * 2F, 2F)
         label = _label_bias(block, labels)
         b_out = block.conv_out.bias.detach()
         self.out_bias = (b_out.expand(count, -1) if label is None else b_out + label).contiguous()
@@ -194,7 +178,7 @@ class _Scale:
 
 
 class PixelCNNPPIncrementalState:
-    """The caches of a :class:`~.pixelcnnpp.PixelCNNPPNet` for one sampling run (see the module
+    """The caches of a :class:`~.net.PixelCNNPPNet` for one sampling run (see the module
     docstring); ``level_log_probs(params, x, colour=None)`` is the model's likelihood."""
 
     def __init__(self, net: PixelCNNPPNet, level_log_probs: Callable[..., torch.Tensor],
@@ -233,7 +217,7 @@ class PixelCNNPPIncrementalState:
         self.ul_init_left = (left.detach().reshape(left.shape[0], -1).t().contiguous(), net.ul_init_left.bias.detach())
         self.ul_init_row = like.new_zeros(count, width, net.nr_filters)  # the row-above term, current row
         self.down_u = [(c.weight.detach(), c.bias.detach()) for c in net.down_u_conv]
-        self.down_ul = [(_cell_matrix(c.weight), c.bias.detach()) for c in net.down_ul_conv]
+        self.down_ul = [(window_matrix(c.weight), c.bias.detach()) for c in net.down_ul_conv]
         self.up_u = list(net.up_u_conv)  # run as modules on single rows (they crop as the network does)
         # transposed 2x2, stride 2: output (r, c) = bias + input(r // 2, c // 2) @ weight[:, :, r % 2, c % 2]
         self.up_ul = [(c.weight.detach().permute(2, 3, 0, 1).contiguous(), c.bias.detach()) for c in net.up_ul_conv]
@@ -265,7 +249,7 @@ class PixelCNNPPIncrementalState:
             ul_block.set_row(u)
             stack.append(u)
         if k < STAGES - 1:
-            _push_row(scale.u_last, u)
+            push_row(scale.u_last, u)
             if p % 2 == 0:  # coarser row p / 2 reads this scale's rows p - 1, p
                 self._u_scale(k + 1, p // 2, F.conv2d(scale.u_last, *self.down_u[k], stride=(1, 2))[:, :, 0])
             # the coarser down-pass row p // 2, up-sampled: its rows 2 (p // 2) and 2 (p // 2) + 1

@@ -1,5 +1,5 @@
-"""PixelCNN++ (Salimans et al. 2017, arXiv 1701.05517): the network, and the model plugin ``pixelcnnpp``
-that pairs it with its likelihood (:mod:`.logistic_mixture`).
+"""PixelCNN++ (Salimans et al. 2017, arXiv 1701.05517): the network (:mod:`.plugin` pairs it with its
+likelihood, :mod:`.mixture`).
 
 Architecture: the input gets a constant channel of ones (so the zeros that padding and shifts
 bring in differ from data), then two streams: ``u`` sees the rows above a pixel, ``ul`` the rows
@@ -27,31 +27,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from ..contracts import ModelSpec
-from ..errors import ConfigError
-from . import logistic_mixture
+from ..shifts import concat_elu, shift_down, shift_right
+
 
 #: Number of resolutions (the paper's 32, 16, 8 for CIFAR-10).
 STAGES = 3
-
-
-def down_shift(x: torch.Tensor) -> torch.Tensor:
-    """Move every row one down (zeros on top, the last row dropped): row r then holds row r - 1."""
-    return F.pad(x, (0, 0, 1, 0))[:, :, : x.shape[2], :]
-
-
-def right_shift(x: torch.Tensor) -> torch.Tensor:
-    """Move every column one right (zeros on the left, the last column dropped)."""
-    return F.pad(x, (1, 0, 0, 0))[:, :, :, : x.shape[3]]
-
-
-def concat_elu(x: torch.Tensor) -> torch.Tensor:
-    """elu of x and of -x side by side: keeps the information of both signs, and ELU has no dead
-    units, so every path of the architecture carries a gradient."""
-    return F.elu(torch.cat([x, -x], dim=1))
 
 
 def nin(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -215,8 +197,8 @@ class PixelCNNPPNet(nn.Module):
         # data that happens to be 0 (mid-grey), e.g. to know where the image border is.
         x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
 
-        u_list = [down_shift(self.u_init(x))]
-        ul_list = [down_shift(self.ul_init_up(x)) + right_shift(self.ul_init_left(x))]
+        u_list = [shift_down(self.u_init(x))]
+        ul_list = [shift_down(self.ul_init_up(x)) + shift_right(self.ul_init_left(x))]
         for k in range(STAGES):
             for u_block, ul_block in zip(self.up_u[k], self.up_ul[k]):
                 u_list.append(u_block(u_list[-1], labels=labels))
@@ -238,65 +220,3 @@ class PixelCNNPPNet(nn.Module):
                 ul = ul_block(ul, torch.cat([u, ul_list.pop()], dim=1), labels)
         assert not u_list and not ul_list, "every map of the up pass is used once in the down pass"
         return self.out(F.elu(ul))
-
-
-# -- the model plugin ----------------------------------------------------------------------------
-
-
-class PixelCNNPPOptions(BaseModel):
-    """PixelCNN++'s options; the defaults are the paper's CIFAR-10 model."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    nr_resnet: int = Field(5, ge=1, description="Gated resnet blocks per stage (the paper: 5)")
-    nr_filters: int = Field(160, ge=1, description="Feature maps in every block (the paper: 160)")
-    nr_logistic_mix: int = Field(10, ge=1, description="Components of the discretised logistic mixture (the paper: 10)")
-    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout in every block while training (the paper: 0.5)")
-
-
-class PixelCNNPP(nn.Module):
-    """The network and its likelihood: ``forward`` gives mixture parameters, ``nll`` and
-    ``level_log_probs`` say what they mean (the model contract's likelihood methods)."""
-
-    def __init__(self, spec: ModelSpec, options: PixelCNNPPOptions):
-        super().__init__()
-        self.spec = spec
-        self.options = options
-        out = logistic_mixture.channels_for(spec.channels, options.nr_logistic_mix)
-        self.net = PixelCNNPPNet(spec.channels, out, spec.num_classes, options.nr_resnet, options.nr_filters,
-                                 options.dropout)
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x, labels)
-
-    @property
-    def reach(self) -> int:
-        """Every earlier pixel of a ``(reach + 1)``-square image is in view (``inspect-masks`` checks that square)."""
-        return self.net.reach
-
-    def nll(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return logistic_mixture.nll(output, x, self.spec.color_levels, self.options.nr_logistic_mix)
-
-    def level_log_probs(self, output: torch.Tensor, x: torch.Tensor, colour: int | None = None) -> torch.Tensor:
-        return logistic_mixture.level_log_probs(output, x, self.spec.color_levels, self.options.nr_logistic_mix, colour)
-
-    def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
-        """Cached state for the fast sampler: one network step per pixel, every map's cells computed
-        once (:mod:`.pixelcnnpp_incremental`). The model must be in eval mode."""
-        # imported here: that module imports this one
-        from .pixelcnnpp_incremental import PixelCNNPPIncrementalState
-
-        return PixelCNNPPIncrementalState(self.net, self.level_log_probs, labels, count, height, width)
-
-
-class PixelCNNPPPlugin:
-    """The built-in model plugin ``pixelcnnpp`` (``--model pixelcnnpp``)."""
-
-    name = "pixelcnnpp"
-    description = "PixelCNN++ (Salimans et al. 2017): discretised logistic mixture, down/up-sampling streams"
-    options_model: type[BaseModel] = PixelCNNPPOptions
-
-    def build(self, options: PixelCNNPPOptions, spec: ModelSpec) -> PixelCNNPP:
-        if spec.channels not in (1, 3):
-            raise ConfigError(f"pixelcnnpp models 1 (grey) or 3 (RGB) channels, not {spec.channels}")
-        return PixelCNNPP(spec, options)

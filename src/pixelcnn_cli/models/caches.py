@@ -1,0 +1,45 @@
+"""What the cached samplers of both families share: weights as the matrices a per-pixel step
+multiplies by, and row caches.
+
+A cached sampler (Ramachandran et al. 2017, arXiv 1704.06001) computes each new cell of a
+convolution from a few cached input rows instead of the whole image: a convolution over a window
+of ``kh`` rows becomes one small convolution over a ``kh``-row cache (whole rows), or one matrix
+product over the window's cells (one cell at a time).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def masked_weight(conv: nn.Conv2d) -> torch.Tensor:
+    """The weight a (possibly masked) convolution really uses, detached."""
+    mask = getattr(conv, "mask", None)
+    weight = conv.weight if mask is None else conv.weight * mask
+    return weight.detach()
+
+
+def conv_bias(conv: nn.Conv2d) -> torch.Tensor:
+    """A convolution's bias, detached; zeros where it has none."""
+    if conv.bias is not None:
+        return conv.bias.detach()
+    return conv.weight.new_zeros(conv.out_channels).detach()
+
+
+def window_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """A convolution weight ``(out, in, kh, kw)`` as a ``(kh * kw * in, out)`` matrix, for windows of
+    cells laid out ``(row, col, in)``: the convolution at one cell is one matrix product."""
+    return weight.detach().permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()
+
+
+def push_row(rows: torch.Tensor, row: torch.Tensor) -> None:
+    """A cache of the last ``kh`` input rows ``(B, C, kh, pad + W + pad)``: every row moves up one
+    (the oldest is dropped) and ``row`` (``B x C x W``) becomes the newest; the padding columns stay
+    zero."""
+    if rows.shape[2] == 2:
+        rows[:, :, 0] = rows[:, :, 1]
+    elif rows.shape[2] > 2:
+        rows[:, :, :-1] = rows[:, :, 1:].clone()  # overlapping rows: copy through a clone
+    pad = (rows.shape[-1] - row.shape[-1]) // 2
+    rows[:, :, -1, pad : pad + row.shape[-1]] = row
