@@ -10,7 +10,7 @@ from test_sampling import assert_same_run, both_samplers_agree, run
 from pixelcnn_cli import sampling
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.data.quantize import levels_to_input
-from pixelcnn_cli.models.gated.incremental import SupportsIncremental
+from pixelcnn_cli.contracts import SupportsIncremental
 from pixelcnn_cli.models.pixelcnnpp import PixelCNNPPOptions, PixelCNNPPPlugin
 
 TINY = {"nr_resnet": 1, "nr_filters": 8, "nr_logistic_mix": 3, "dropout": 0.5}

@@ -21,7 +21,7 @@ from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.data.quantize import levels_to_uint8
 from pixelcnn_cli.errors import PixelCNNError
 from pixelcnn_cli.models.gated import GatedPixelCNN, GatedPixelCNNPlugin
-from pixelcnn_cli.models.gated.incremental import SupportsIncremental
+from pixelcnn_cli.contracts import SupportsIncremental
 
 from conftest import TINY
 

@@ -31,6 +31,9 @@ Optional attributes the host reads when present:
 * on either plugin, ``description``: one line shown by ``pixelcnn plugins --json``;
 * on a dataset plugin, ``options_model``: a pydantic model of its options (without one, the
   plugin takes none);
+* on a built model, ``incremental_sampler(labels, count, height, width)`` returning an
+  :class:`IncrementalState` (:class:`SupportsIncremental`): the cached sampler steps it pixel by
+  pixel; a model without it is sampled by the naive sampler (one forward pass per pixel and colour);
 * on a built model, ``reach`` (an ``int``): how many pixels its view extends up and to the left,
   so ``inspect-masks`` checks an image just large enough to see it whole; ``has_blind_spot =
   True``: the model leaves some earlier pixels unseen by design (the classic PixelCNN), which
@@ -94,6 +97,48 @@ class ModelPlugin(Protocol):
     options_model: type[BaseModel]
 
     def build(self, options: BaseModel, spec: ModelSpec) -> nn.Module: ...
+
+
+@runtime_checkable
+class IncrementalState(Protocol):
+    """Per-sampling-run state of a model that can be evaluated pixel by pixel (the cached sampler's).
+
+    Rows are visited in order, starting at 0. For each row the caller either feeds a row it
+    already knows (image completion) with :meth:`end_row`, or asks for every pixel's logits in
+    column order with :meth:`pixel_logits` (several times per pixel, one per colour, as the
+    pixel's colours are drawn) and then calls :meth:`end_row` with the finished row. Its results
+    must equal the model's full forward pass (through the softmax, or ``level_log_probs``).
+    """
+
+    def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, color_levels, C)`` at column ``col`` of the current row, given that row's
+        input values so far ``(B, C, W)`` (model input scale; later pixels and the colours of
+        pixel ``col`` not drawn yet are ignored)."""
+        ...
+
+    def end_row(self, row: torch.Tensor) -> None:
+        """The current row is complete (``(B, C, W)``, model input scale): advance to the next."""
+        ...
+
+
+@runtime_checkable
+class ColourwiseIncrementalState(IncrementalState, Protocol):
+    """An :class:`IncrementalState` that can also give one colour's logits alone; the sampler then
+    asks for one colour at a time (PixelCNN++'s mixture computes one colour for a third of the cost
+    of three)."""
+
+    def colour_logits(self, col: int, row: torch.Tensor, colour: int) -> torch.Tensor:
+        """``pixel_logits(col, row)[:, :, colour]``: ``(B, color_levels)``."""
+        ...
+
+
+@runtime_checkable
+class SupportsIncremental(Protocol):
+    """A model that offers cached sampling: the cached sampler uses it, others fall back to the naive one."""
+
+    def incremental_sampler(
+        self, labels: torch.Tensor | None, count: int, height: int, width: int
+    ) -> IncrementalState: ...
 
 
 class EmptyOptions(BaseModel):

@@ -9,12 +9,12 @@ Two samplers:
 
 * ``naive``, the reference: one full forward pass of the model per pixel and colour;
 * ``cached``, the default: the model's cached incremental state
-  (:mod:`.models.gated.incremental`, Ramachandran et al. 2017), constant work per pixel and layer.
+  (:class:`~.contracts.IncrementalState`, Ramachandran et al. 2017), constant work per pixel and layer.
   Models that do not offer it (``incremental_sampler``) fall back to ``naive``, with a notice.
 
 :func:`complete` samples the bottom of images whose top rows are given (image completion).
 
-Both run in full fp32 on CUDA (:func:`.precision.full_fp32`; ``tf32=True`` opts out for
+Both run in full fp32 on CUDA (:func:`.tf32.full_fp32`; ``tf32=True`` opts out for
 speed), so that the two samplers agree there too.
 """
 
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .config import DEFAULT_SAMPLER, SAMPLERS  # noqa: F401  (re-exported: the sampler names)
-from .contracts import ModelSpec
+from .contracts import ColourwiseIncrementalState, ModelSpec
 from .data.quantize import levels_to_input, levels_to_uint8
 from .errors import PixelCNNError
 from .likelihood import inner_model, level_logits
@@ -100,7 +100,7 @@ def per_class_labels(spec: ModelSpec, per_class: int) -> tuple[torch.Tensor, lis
 
 def incremental_model(model: nn.Module) -> nn.Module | None:
     """The module that offers cached incremental state (``incremental_sampler(labels, count,
-    height, width)``, see :class:`~.models.gated.incremental.SupportsIncremental`), unwrapped from DDP
+    height, width)``, see :class:`~.contracts.SupportsIncremental`), unwrapped from DDP
     or ``torch.compile``; ``None`` when there is none."""
     return inner_model(model, "incremental_sampler")
 
@@ -231,7 +231,8 @@ def _sample_cached(model, spec, labels, uniforms, temperature, on_step, known, k
     count, channels, height, width = uniforms.shape
     color_levels = spec.color_levels
     state = incremental_model(model).incremental_sampler(labels, count, height, width)
-    per_colour = getattr(state, "colour_logits", None)  # optional: one colour's logits for less work
+    # optional: one colour's logits for less work
+    per_colour = state.colour_logits if isinstance(state, ColourwiseIncrementalState) else None
     dtype = next(model.parameters()).dtype
     total = channels * (height - keep_rows) * width
     inputs = levels_to_input(levels, color_levels, dtype)  # (B, C, H, W), filled in as we go

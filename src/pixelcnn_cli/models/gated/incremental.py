@@ -34,48 +34,13 @@ pixels read from the caches.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...contracts import IncrementalState
 from ..caches import conv_bias, masked_weight, push_row, window_matrix
 from .layers import GatedBlock, OutputHead
-
-
-@runtime_checkable
-class IncrementalSampler(Protocol):
-    """Per-sampling-run state of a model that can be evaluated pixel by pixel.
-
-    Rows are visited in order, starting at 0. For each row the caller either feeds a row it
-    already knows (image completion) with :meth:`end_row`, or asks for every pixel's logits in
-    column order with :meth:`pixel_logits` (several times per pixel, one per colour, as the
-    pixel's colours are drawn) and then calls :meth:`end_row` with the finished row.
-
-    A state may also offer ``colour_logits(col, row, colour) -> (B, color_levels)``, the same as
-    ``pixel_logits(col, row)[:, :, colour]``; the sampler then asks for one colour at a time
-    (PixelCNN++'s mixture computes one colour for a third of the cost of three).
-    """
-
-    def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, color_levels, C)`` at column ``col`` of the current row, given that row's
-        input values so far ``(B, C, W)`` (model input scale; later pixels and the colours of
-        pixel ``col`` not drawn yet are ignored)."""
-        ...
-
-    def end_row(self, row: torch.Tensor) -> None:
-        """The current row is complete (``(B, C, W)``, model input scale): advance to the next."""
-        ...
-
-
-@runtime_checkable
-class SupportsIncremental(Protocol):
-    """A model that offers cached sampling: the cached sampler uses it, others fall back to the naive one."""
-
-    def incremental_sampler(
-        self, labels: torch.Tensor | None, count: int, height: int, width: int
-    ) -> IncrementalSampler: ...
 
 
 class _Layer:
@@ -133,7 +98,7 @@ class _Layer:
         return torch.tanh(a) * torch.sigmoid(b)
 
 
-class GatedIncrementalState:
+class GatedIncrementalState(IncrementalState):
     """The caches of every layer of a :class:`~.gated.GatedPixelCNN` for one sampling run."""
 
     def __init__(self, blocks: list[GatedBlock], head: OutputHead, labels: torch.Tensor | None,

@@ -63,6 +63,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ...contracts import ColourwiseIncrementalState
 from ..caches import push_row, window_matrix
 from ..shifts import concat_elu
 from .net import STAGES, GatedResnet, PixelCNNPPNet
@@ -177,7 +178,7 @@ class _Scale:
         self.ul_out = like.new_zeros(count, width, f)  # the same for ul, filled cell by cell
 
 
-class PixelCNNPPIncrementalState:
+class PixelCNNPPIncrementalState(ColourwiseIncrementalState):
     """The caches of a :class:`~.net.PixelCNNPPNet` for one sampling run (see the module
     docstring); ``level_log_probs(params, x, colour=None)`` is the model's likelihood."""
 
