@@ -1,8 +1,13 @@
-"""pixelcnn: the Gated PixelCNN as a command-line suite and a small library.
+"""pixelcnn: the PixelCNN family (Gated PixelCNN, PixelCNN++) as one command-line suite and a small library.
 
-What a plugin author or a notebook needs is importable from here.
+Commands: ``pixelcnn train``, ``sample``, ``eval``, ``score``, ``runs``, ``plot``,
+``inspect-masks`` and ``plugins`` (:mod:`pixelcnn_cli.cli`). Everything a plugin author or a
+notebook may rely on is importable from here, and only that is public API (the README's plugin
+guide lists it): the plugin contract, the errors a plugin raises, the masked building blocks of
+the PixelCNN family and the picture reader every command uses.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
@@ -11,32 +16,54 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-from .errors import PixelCNNError  # noqa: E402
+from .errors import CheckpointError, ConfigError, DataError, PixelCNNError, PluginError  # noqa: E402
 
-# The plugin contract needs torch; it is imported on first use, so that `pixelcnn --help` and
-# shell completion answer without loading PyTorch (PEP 562).
-_CONTRACTS = ("DatasetPlugin", "EmptyOptions", "ImageData", "ModelPlugin", "ModelSpec", "TensorImageDataset")
+# The names below need torch; each is imported on first use, so that `pixelcnn --help` and shell
+# completion answer without loading PyTorch (PEP 562). Name -> the module that defines it.
+_LAZY = {
+    **dict.fromkeys(
+        ("DatasetPlugin", "EmptyOptions", "ImageData", "ModelPlugin", "ModelSpec", "TensorImageDataset",
+         "IncrementalState", "ColourwiseIncrementalState", "SupportsIncremental"),
+        ".contracts",
+    ),
+    **dict.fromkeys(("MaskedConv2d", "masked_1x1", "OutputHead"), ".models.gated.layers"),
+    **dict.fromkeys(("conv_mask", "channel_groups"), ".models.gated.masks"),
+    **dict.fromkeys(("read_picture", "PictureError", "PICTURE_EXTENSIONS"), ".images"),
+}
 
 
 if TYPE_CHECKING:
-    from .contracts import DatasetPlugin, EmptyOptions, ImageData, ModelPlugin, ModelSpec, TensorImageDataset
+    from .contracts import (
+        ColourwiseIncrementalState,
+        DatasetPlugin,
+        EmptyOptions,
+        ImageData,
+        IncrementalState,
+        ModelPlugin,
+        ModelSpec,
+        SupportsIncremental,
+        TensorImageDataset,
+    )
+    from .images import PICTURE_EXTENSIONS, PictureError, read_picture
+    from .models.gated.layers import MaskedConv2d, OutputHead, masked_1x1
+    from .models.gated.masks import channel_groups, conv_mask
 
 
 def __getattr__(name: str):
-    if name in _CONTRACTS:
-        from . import contracts
-
-        return getattr(contracts, name)
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "__version__",
-    "DatasetPlugin",
-    "EmptyOptions",
-    "ImageData",
-    "ModelPlugin",
-    "ModelSpec",
-    "PixelCNNError",
-    "TensorImageDataset",
+    # the plugin contract
+    "DatasetPlugin", "ImageData", "TensorImageDataset", "ModelPlugin", "ModelSpec", "EmptyOptions",
+    "IncrementalState", "ColourwiseIncrementalState", "SupportsIncremental",
+    # errors: a plugin raises these for a one-line message and a non-zero exit
+    "PixelCNNError", "ConfigError", "DataError", "PluginError", "CheckpointError",
+    # masked building blocks (the gated model's, for masked model plugins)
+    "MaskedConv2d", "masked_1x1", "OutputHead", "conv_mask", "channel_groups",
+    # pictures, read as every command reads them
+    "read_picture", "PictureError", "PICTURE_EXTENSIONS",
 ]

@@ -21,10 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from pixelcnn_cli import ModelSpec
-from pixelcnn_cli.errors import ConfigError
-from pixelcnn_cli.models.gated.layers import MaskedConv2d, OutputHead, masked_1x1
-from pixelcnn_cli.models.gated.masks import conv_mask
+from pixelcnn_cli import ConfigError, MaskedConv2d, ModelSpec, OutputHead, conv_mask, masked_1x1
 
 __version__ = "0.1.0"
 

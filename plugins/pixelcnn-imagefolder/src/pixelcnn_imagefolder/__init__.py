@@ -20,9 +20,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pixelcnn_cli import ImageData, TensorImageDataset
-from pixelcnn_cli.errors import DataError
-from pixelcnn_cli.images import PICTURE_EXTENSIONS, PictureError, read_picture
+from pixelcnn_cli import PICTURE_EXTENSIONS, DataError, ImageData, PictureError, TensorImageDataset, read_picture
 
 __version__ = "0.1.0"
 
@@ -91,7 +89,7 @@ def find_images(root: Path) -> tuple[list[str] | None, list[tuple[Path, int]], l
 
 def read_image(path: Path, mode: str, height: int, width: int) -> torch.Tensor:
     """One picture as a ``uint8`` tensor ``C x height x width``, read as every pixelcnn command reads
-    pictures (:func:`pixelcnn_cli.images.read_picture`: shorter side resized, centre cropped)."""
+    pictures (:func:`pixelcnn_cli.read_picture`: shorter side resized, centre cropped)."""
     return read_picture(path, len(_PIL_MODES[mode]), height, width)
 
 
