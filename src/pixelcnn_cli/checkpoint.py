@@ -168,3 +168,8 @@ def run_dir_of(checkpoint_path: Path) -> Path:
             "put it back in its run folder, or pass the run folder"
         )
     return checkpoint_path.parent.parent
+
+
+def state_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's saved state: what one checkpoint of it costs on disk, roughly."""
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values() if isinstance(t, torch.Tensor))

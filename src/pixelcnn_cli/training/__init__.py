@@ -5,7 +5,7 @@ Where to look:
 * :mod:`.loop`: the training loop itself (:func:`train`), one epoch after another;
 * :mod:`.callbacks`: what the loop reports (:class:`RunInfo`, :class:`EpochMetrics`,
   :class:`TrainResult`) and the :class:`Callback` hooks the CLI draws progress with;
-* :mod:`.run_folder`: run folders, free-space checks and atomic writes;
+* :mod:`..runs` (beside this package): run folders, free-space checks and atomic writes;
 * :mod:`.resume`: resuming from a checkpoint, which options may change, random states;
 * :mod:`.stopping`: SIGINT/SIGTERM handling (:class:`StopRequest`, :class:`TrainingInterrupted`);
 * :mod:`.loaders`: the data order of a run (per epoch, per rank, skipping what was trained);
@@ -28,7 +28,7 @@ from .resume import (
     load_resume,
     resume_config,
 )
-from .run_folder import check_free_space, prepare_run_dir
+from ..runs import check_free_space, prepare_run_dir
 from .stopping import StopRequest, TrainingInterrupted
 
 __all__ = [

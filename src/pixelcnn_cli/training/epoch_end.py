@@ -18,7 +18,7 @@ from ..evaluation import evaluate
 from ..images import save_levels_grid
 from ..sampling import draw_uniforms, sample
 from .callbacks import Callback
-from .run_folder import writing
+from ..runs import writing
 from .stopping import StopRequest
 
 

@@ -39,14 +39,14 @@ from torch import nn
 
 from .. import __version__, distributed, registry
 from ..building import build_model, build_data, place_model, spec_for, spec_to_dict
-from ..checkpoint import save_checkpoint
+from ..checkpoint import save_checkpoint, state_bytes
 from ..config import TrainConfig
 from ..data.batches import make_loader
 from ..data.quantize import levels_to_input, to_levels
 from .ema import WeightAverage
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..likelihood import nll_per_dim
-from ..runs import clear_running
+from ..runs import clear_running, open_run_dir, write_text_atomic, writing
 from .schedules import lr_factor
 from .callbacks import Callback, EpochMetrics, RunInfo, TrainResult
 from .curves import CurvesFigure
@@ -61,7 +61,6 @@ from .resume import (
     restore_rng,
     rng_states,
 )
-from .run_folder import open_run_dir, state_bytes, write_text_atomic, writing
 from .stopping import StopRequest, TrainingInterrupted
 
 #: Steps between the points where the host waits for a GPU (progress, the NaN check, agreeing on a
