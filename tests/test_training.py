@@ -71,7 +71,6 @@ def training_state(path: Path) -> dict:
     history = [{k: v for k, v in h.items() if k not in VOLATILE} for h in state["history"]]
     return {
         "model_state": ckpt["model_state"], "raw": state.get("raw_model_state"), "optimizer": ckpt["optimizer_state"],
-        "scheduler": {k: v for k, v in ckpt["scheduler_state"].items() if k != "_get_lr_called_within_step"},
         "step": ckpt["step"], "best": ckpt["best_bits_per_dim"], "position": state["position"], "history": history,
         "rng": state["rng"], "ema_updates": state.get("ema_updates"),
     }
@@ -191,6 +190,31 @@ def test_resume_mid_epoch_restores_everything(tmp_path):
     assert [m["epoch"] for m in metrics_lines(run)] == [1, 2, 3]
 
 
+
+def test_a_checkpoint_with_the_old_schedule_state_resumes_exactly(tmp_path):
+    """Checkpoints written while the rate came from a LambdaLR carry its state and Adam groups
+    with ``initial_lr``; they resume as a new one does, the rate set from the step."""
+    settings = dict(epochs=2, lr_schedule="cosine", warmup_steps=3, learning_rate=3e-3, output_dir=str(tmp_path))
+    train(config(**settings, run_name="straight"))
+    stop = StopRequest()
+    with pytest.raises(TrainingInterrupted):
+        train(config(**settings, run_name="old"), [StopAt(stop, 3)], stop=stop)
+    last = tmp_path / "old" / "checkpoints" / "last.pt"
+    ckpt = load_checkpoint(last)
+    rate = ckpt["optimizer_state"]["param_groups"][0]["lr"]
+    assert rate == 3e-3 * lr_factor("cosine", 3, 8, 3)
+    ckpt["scheduler_state"] = {"base_lrs": [3e-3], "last_epoch": 3, "verbose": False, "_step_count": 4,
+                               "_get_lr_called_within_step": False, "_last_lr": [rate], "lr_lambdas": [None]}
+    for group in ckpt["optimizer_state"]["param_groups"]:
+        group["initial_lr"] = 3e-3
+    checkpoint_module.save_checkpoint(last, ckpt)
+    train(config(**settings, run_name="old"), resume=last)
+    resumed = training_state(last)
+    for group in resumed["optimizer"]["param_groups"]:
+        assert group.pop("initial_lr") == 3e-3  # kept from the file, and unused
+    assert_same(training_state(tmp_path / "straight" / "checkpoints" / "last.pt"), resumed)
+
+
 def test_resume_refuses_conflicting_options(cli, tmp_path):
     assert cli("train", *QUICK, "--epochs", "1", "--run-name", "r").exit_code == 0
     line = one_error_line(cli("train", "--resume", "runs/r", "--epochs", "2", "--hidden-fmaps", "8"))
@@ -206,7 +230,9 @@ def test_resume_refuses_conflicting_options(cli, tmp_path):
                  "--limit-test-batches", "2", "--no-cuda")
     assert result.exit_code == 0, result.stderr
     ckpt = load_checkpoint(tmp_path / "runs" / "r" / "checkpoints" / "last.pt")
-    assert ckpt["config"]["learning_rate"] == 1e-5 and ckpt["optimizer_state"]["param_groups"][0]["initial_lr"] == 1e-5
+    # the rate of the next step follows the new --lr along the (default, cyclic) schedule
+    assert ckpt["config"]["learning_rate"] == 1e-5
+    assert ckpt["optimizer_state"]["param_groups"][0]["lr"] == 1e-5 * lr_factor("cyclic", ckpt["step"], 0, 0)
 
 
 def test_max_steps_ends_inside_an_epoch_and_resume_extends_it(cli, tmp_path):

@@ -4,7 +4,8 @@ A checkpoint carries everything needed to rebuild its model (the resolved config
 spec and the model plugin's options), so ``sample`` and ``eval`` never need architecture flags.
 Its ``model_state`` holds the weights to sample and evaluate with (the moving average when
 training used ``--ema``); ``train_state`` holds what ``pixelcnn train --resume`` needs to carry
-on exactly (raw weights, optimiser, schedule, position, random states, metrics history).
+on exactly (raw weights, optimiser, position, random states, metrics history; the learning
+rate follows from the step).
 """
 
 from __future__ import annotations

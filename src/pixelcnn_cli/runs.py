@@ -139,6 +139,20 @@ def writing(what: Path):
         raise TrainingError(f"cannot write {what}: {error.strerror or error}") from None
 
 
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Add an epoch's record to ``metrics.jsonl``."""
+    path = run_dir / "metrics.jsonl"
+    with writing(path), open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def rewrite_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Replace ``metrics.jsonl`` by ``records`` (a resumed run drops what it will measure again)."""
+    path = run_dir / "metrics.jsonl"
+    with writing(path):
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
 def open_run_dir(config: TrainConfig, existing: Path | None, record: dict[str, Any], checkpoint_bytes: int) -> Path:
     """A new run folder (``existing`` None) or the one being resumed, checked for room and with
     ``config.json`` (``record``) written; ``checkpoint_bytes`` is the size of one checkpoint."""

@@ -90,3 +90,55 @@ class Callback:
     def on_epoch_end(self, metrics: EpochMetrics) -> None: ...
     def on_train_end(self, result: TrainResult) -> None: ...
 
+
+
+class CallbackGroup(Callback):
+    """The callbacks of one process, called as one: rank 0 runs them all, other ranks only those
+    with ``all_ranks``. :meth:`end_quietly` ends them after a failure."""
+
+    def __init__(self, callbacks: list[Callback], is_main: bool):
+        self.callbacks = [cb for cb in callbacks if is_main or getattr(cb, "all_ranks", False)]
+        self.started = False
+
+    def add(self, callback: Callback) -> None:
+        self.callbacks.append(callback)
+
+    def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
+        self.started = True
+        for cb in self.callbacks:
+            cb.on_train_start(info, model)
+
+    def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_start(epoch, epochs, batches)
+
+    def on_batch_end(self, epoch: int, batch: int, batches: int, loss_bits: float, images_per_second: float, lr: float) -> None:
+        for cb in self.callbacks:
+            cb.on_batch_end(epoch, batch, batches, loss_bits, images_per_second, lr)
+
+    def on_eval(self, epoch: int, done: int, total: int) -> None:
+        for cb in self.callbacks:
+            cb.on_eval(epoch, done, total)
+
+    def on_sampling(self, epoch: int, done: int, total: int) -> None:
+        for cb in self.callbacks:
+            cb.on_sampling(epoch, done, total)
+
+    def on_epoch_end(self, metrics: EpochMetrics) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(metrics)
+
+    def on_train_end(self, result: TrainResult) -> None:
+        for cb in self.callbacks:
+            cb.on_train_end(result)
+
+    def end_quietly(self, result: TrainResult) -> None:
+        """``on_train_end`` for each started callback while already failing: the first error is
+        the one to report, so theirs are dropped."""
+        if not self.started:
+            return
+        for cb in self.callbacks:
+            try:
+                cb.on_train_end(result)
+            except Exception:
+                pass

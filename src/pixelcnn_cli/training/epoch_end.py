@@ -32,20 +32,18 @@ def epoch_labels(count: int, spec: ModelSpec) -> torch.Tensor | None:
 
 
 def evaluate_and_sample(model: nn.Module, test_loader, spec: ModelSpec, device: torch.device, config: TrainConfig,
-                        epoch: int, run_dir: Path, callbacks: list[Callback],
+                        epoch: int, run_dir: Path, callback: Callback,
                         stop: StopRequest) -> tuple[float, float, str | None, bool]:
     """Test bits/dim and nats/image, the path of ``samples/epoch_NNN.png`` (``None`` without
     ``epoch_samples``), and whether a stop abandoned them (then the figures are NaN)."""
 
     def on_eval(done: int, total: int) -> None:
-        for cb in callbacks:
-            cb.on_eval(epoch, done, total)
+        callback.on_eval(epoch, done, total)
         if stop.requested:
             raise _Abandon
 
     def on_sampling(done: int, total: int) -> None:
-        for cb in callbacks:
-            cb.on_sampling(epoch, done, total)
+        callback.on_sampling(epoch, done, total)
         if stop.requested:
             raise _Abandon
 

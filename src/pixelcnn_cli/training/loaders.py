@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..data.batches import collate, worker_leaves_signals
+from ..config import TrainConfig
+from ..data.batches import collate, make_loader, worker_leaves_signals
 from ..distributed import DistContext
+from ..errors import TrainingError
 
 
 class EpochSampler(DistributedSampler):
@@ -55,3 +59,27 @@ def train_loader(dataset: Any, ctx: DistContext, data_seed: int, batch_size: int
         worker_init_fn=worker_leaves_signals if num_workers else None,
     )
     return sampler, loader, generator
+
+
+@dataclass
+class RunLoaders:
+    sampler: EpochSampler  # set the epoch and the batches to skip on it before each epoch
+    train: DataLoader
+    generator: torch.Generator  # seeds the workers: reseed it every epoch
+    test: LimitedLoader
+    batches: int  # per epoch, on this rank
+    total_steps: int  # of the whole run, unless --max-minutes ends it first
+
+
+def run_loaders(train_set: Any, test_set: Any, config: TrainConfig, ctx: DistContext, data_seed: int,
+                pin: bool) -> RunLoaders:
+    """A run's training and test batches, and how many steps the run has."""
+    sampler, loader, generator = train_loader(train_set, ctx, data_seed, config.batch_size, config.num_workers, pin)
+    test = make_loader(test_set, max(config.batch_size, 128), False, None, config.num_workers, pin)
+    batches = math.ceil(sampler.num_samples / config.batch_size)
+    if config.limit_train_batches:
+        batches = min(batches, config.limit_train_batches)
+    if batches == 0:
+        raise TrainingError(f"dataset {config.dataset!r} has no training images")
+    steps = batches * config.epochs if config.max_steps is None else min(batches * config.epochs, config.max_steps)
+    return RunLoaders(sampler, loader, generator, LimitedLoader(test, config.limit_test_batches), batches, steps)

@@ -1,4 +1,5 @@
-"""Resuming: what a checkpoint must hold, which options may change, and the random states."""
+"""Resuming: what a checkpoint must hold, which options may change, whether the run has ended,
+and the random states."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import torch
 
 from ..checkpoint import load_checkpoint, resume_target, run_dir_of
 from ..config import TrainConfig, merge, validate
+from ..contracts import ModelSpec
+from ..distributed import DistContext
 from ..errors import CheckpointError, ConfigError
+from .budget import Budget
+from .state import RunState
 
 # Options a resumed run may change; every other option must match the checkpoint's.
 RESUME_MAY_CHANGE = (
@@ -78,6 +83,31 @@ def resume_config(point: ResumePoint, overrides: dict[str, Any]) -> TrainConfig:
     check_resume_config(saved, config)
     return config
 
+def resumed_state(point: ResumePoint, config: TrainConfig, budget: Budget) -> RunState:
+    """The state to carry on from, refused when the run already reached the end ``config`` sets."""
+    state = RunState.from_checkpoint(point.checkpoint)
+    budget.spent = min(1.0, budget.share(state.trained_seconds))
+    ended = state.evaluated and (budget.steps_done(state.step) or budget.out_of_time(state.trained_seconds))
+    if state.epoch > config.epochs or ended:
+        limits = "".join(f", {flag} {value}" for flag, value in
+                         (("--max-steps", config.max_steps), ("--max-minutes", config.max_minutes)) if value is not None)
+        raise ConfigError(
+            f"nothing to resume: {point.run_dir} already reached its end (step {state.step}, --epochs {config.epochs}"
+            f"{limits}); pass a larger --epochs, --max-steps or --max-minutes to train longer"
+        )
+    return state
+
+
+SPEC_KEYS = ("channels", "height", "width", "color_levels", "num_classes")
+
+
+def check_resume_spec(point: ResumePoint, spec: ModelSpec) -> None:
+    """The data must still give what the run was trained on."""
+    saved = point.checkpoint["spec"]
+    if any(saved.get(k) != getattr(spec, k) for k in SPEC_KEYS):
+        now = ", ".join(f"{k} {getattr(spec, k)}" for k in SPEC_KEYS)
+        was = ", ".join(f"{k} {saved.get(k)}" for k in SPEC_KEYS)
+        raise ConfigError(f"the data no longer matches the run: it was trained on {was}, the data now gives {now}")
 
 
 def rng_states(device: torch.device) -> dict[str, Any]:
@@ -94,3 +124,11 @@ def restore_rng(states: dict[str, Any], device: torch.device) -> None:
     if device.type == "cuda" and isinstance(cuda, list) and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
+
+def restore_run_rng(state: RunState, ctx: DistContext, device: torch.device) -> None:
+    """Each rank's random states as saved; saved by another number of processes, rank 0's stand
+    in and each rank then draws a new stream."""
+    states, stand_in = state.rng_for(ctx.rank, ctx.world_size)
+    restore_rng(states, device)
+    if stand_in and ctx.enabled:
+        torch.manual_seed((int(torch.randint(0, 2**62, ())) + ctx.rank) % 2**63)

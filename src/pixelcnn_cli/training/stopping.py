@@ -9,6 +9,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import torch
+
+from .. import distributed
+from ..distributed import DistContext
 from ..errors import PixelCNNError
 
 
@@ -60,6 +64,30 @@ class StopRequest:
             return  # the same stop delivered twice (the terminal and a launcher both send it)
         self.forced = int(signum)
         raise KeyboardInterrupt
+
+    def agreed(self, ctx: DistContext, device: torch.device) -> bool:
+        """Whether to stop, as all ranks see it: a stop asked of any rank (by its signal) stops them all."""
+        if not ctx.enabled:
+            return self.requested
+        (shared,) = distributed.max_all(ctx, [self.signum or 0], device)
+        if shared and not self.requested:
+            self.request(int(shared))
+        return bool(shared)
+
+    def interrupted(self, *, saved: bool, checkpoint: Path | None, run_dir: Path | None, epoch: int,
+                    step: int) -> TrainingInterrupted:
+        """The stop as an error: saved at ``checkpoint`` at this step, or stopped at once (a second
+        signal) with the last checkpoint kept."""
+        if saved:
+            signum = self.signum or signal.SIGINT
+            message = f"interrupted by {signal.Signals(signum).name} at epoch {epoch}, step {step}; saved {checkpoint}"
+        else:
+            signum = self.forced or self.signum or signal.SIGINT
+            kept = f"the last checkpoint is kept: {checkpoint}" if checkpoint else "no checkpoint was saved"
+            again = " again" if self.forced is not None else ""  # else a KeyboardInterrupt nobody caught as a signal
+            message = f"interrupted{again} by {signal.Signals(signum).name}: stopped at once without saving; {kept}"
+        return TrainingInterrupted(message, checkpoint=checkpoint, run_dir=run_dir, signum=signum, saved=saved,
+                                   epoch=epoch, step=step)
 
     @contextlib.contextmanager
     def catch_signals(self) -> Iterator["StopRequest"]:
