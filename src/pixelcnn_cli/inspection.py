@@ -72,13 +72,12 @@ def build_fresh(model_name: str, spec: ModelSpec, flags: dict[str, Any], extra: 
 
 
 def model_shape(model: nn.Module, fallback: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The architecture values a model was built with (its ``options`` or ``arch``), for display."""
+    """The architecture values a model was built with (its ``options``, where every family keeps
+    them), over ``fallback``, for display."""
     values = dict(fallback or {})
-    for attr in ("options", "arch"):
-        options = getattr(model, attr, None)
-        if isinstance(options, BaseModel):
-            values.update(options.model_dump())
-            break
+    options = getattr(model, "options", None)
+    if isinstance(options, BaseModel):
+        values.update(options.model_dump())
     return values
 
 
