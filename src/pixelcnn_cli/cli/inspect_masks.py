@@ -11,6 +11,7 @@ from .. import registry
 from ..config import MIN_CHECK_SIZE, ArchitectureConfig
 from . import common
 from .common import completes, parse_key_values, user_errors
+from .options import CpuUnlessCuda, InspectModelPath
 
 if TYPE_CHECKING:
     from ..inspection import Inspection
@@ -86,7 +87,7 @@ def _flags(**values) -> dict:
 
 @user_errors
 def inspect_masks(
-    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Inspect a trained checkpoint (or pretrained:mnist-sample) instead of a fresh model")] = None,
+    model_path: InspectModelPath = None,
     model: Annotated[str, typer.Option(help="Model plugin to build (without -m); a masked model other than gated is shown beside the gated one",
                                        autocompletion=completes(registry.models.names))] = "gated",
     channels: Annotated[int, typer.Option(min=1, max=3, help="Data channels of the fresh model: 1 (grey) or 3 (RGB)")] = 3,
@@ -99,7 +100,7 @@ def inspect_masks(
     model_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the model plugin (repeatable)")] = None,
     size: Annotated[Optional[int], typer.Option(min=MIN_CHECK_SIZE, help="Side of the test image [default: the largest the model sees whole]")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Also save the masks and the view as a PNG")] = None,
-    cuda: Annotated[bool, typer.Option("--cuda/--no-cuda", show_default=False, help="Run the check on CUDA [default: on the CPU, where a check this small is quick]")] = False,
+    cuda: CpuUnlessCuda = False,
 ) -> None:
     """Show the type A and B masks and prove the network's causality by gradients.
 

@@ -12,6 +12,7 @@ from ..config import DEFAULT_SAMPLER, SAMPLERS, SampleConfig
 from ..errors import ConfigError, DataError
 from . import common
 from .common import device_from_flags, user_errors
+from .options import Cuda, Device, RunsDir, SampleModelPath, SampleTf32
 
 SAMPLE_COUNT = 64  # images drawn by default
 COMPLETION_COUNT = 4  # completions per source image by default
@@ -22,7 +23,7 @@ ANIMATION_FRAMES = 48  # frames of --animate by default (before the held last on
 
 @user_errors
 def sample(
-    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint, run folder or pretrained:mnist-sample to sample from [default: the newest run's best; with no run, the shipped model]")] = None,
+    model_path: SampleModelPath = None,
     output_fname: Annotated[Optional[str], typer.Option(help="PNG file to write the grid to [default: samples/samples.png, samples/completions.png with --complete]")] = None,
     label: Annotated[int, typer.Option("--label", "--l", help="Class of the sampled images; -1 for random classes (with --complete: each dataset image's own class)")] = -1,
     count: Annotated[Optional[int], typer.Option("--count", "-c", help=f"Number of images to generate; with --complete, completions per image [default: {SAMPLE_COUNT}; {COMPLETION_COUNT} with --complete]")] = None,
@@ -43,10 +44,10 @@ def sample(
     keep_rows: Annotated[Optional[int], typer.Option(help="With --complete: rows kept from the top of each image [default: half]")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="With --complete: dataset folder [default: the training one]")] = None,
     more_images: Annotated[Optional[list[str]], typer.Argument(metavar="IMAGES", help="More image files for --images (--images a.png b.png)", show_default=False)] = None,
-    runs_dir: Annotated[str, typer.Option(help="Where to look for the newest run when -m is not given")] = "runs",
-    cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch device (overrides --cuda)")] = None,
-    tf32: Annotated[bool, typer.Option("--tf32", help="On CUDA, allow TF32 arithmetic: faster on recent GPUs, but the cached and naive samplers then round differently [default: full fp32]")] = False,
+    runs_dir: RunsDir = "runs",
+    cuda: Cuda = None,
+    device: Device = None,
+    tf32: SampleTf32 = False,
 ) -> None:
     """Generate images from a trained model and save them as a PNG grid.
 
