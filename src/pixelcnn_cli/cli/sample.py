@@ -74,21 +74,12 @@ def sample(
          "count": default_count if count is None else count, "height": height, "width": width,
          "temperature": temperature, "seed": seed, "device": device_from_flags(device, cuda)},
     )
-    if complete and sources < 1:
-        raise ConfigError("--sources: must be at least 1")
-    wanted = parse_indices(indices) if indices else None
-    for name in files:
-        if not Path(name).is_file():
-            raise DataError(f"--images: no such file: {name}")
+    wanted = _completion_inputs(complete, sources, indices, files)
     # torch loads here, not at import: --help and completion stay quick
-    from ..images import check_png_target, check_target
     from ..training import seed_everything
     from .checkpoint_choice import load_model
 
-    target = check_png_target(options.output_fname)  # before minutes of sampling, not after
-    movie = check_target(animate, (".gif", ".png")) if animate else None
-    if movie is not None and movie.resolve() == target.resolve():
-        raise ConfigError(f"--animate: {movie} is also the still grid (--output-fname); give it another name")
+    target, movie = _targets(options.output_fname, animate)  # before minutes of sampling, not after
     model, spec, train_config, path, torch_device = load_model(options.model_path, runs_dir, options.device)
     job = _Job(model, spec, options.height or spec.height, options.width or spec.width, options, sampler, tf32,
                scale, target)
@@ -157,6 +148,28 @@ def _check_completion_flags(complete: bool, files: list[str], indices: str | Non
         raise ConfigError("--images and --indices: give one or the other")
     elif nrow is not None:
         raise ConfigError("--nrow: not with --complete (the grid has one row per image)")
+
+
+def _completion_inputs(complete: bool, sources: int, indices: str | None, files: list[str]) -> list[int] | None:
+    """The --indices asked for (``None``: none), once --sources and the --images files are checked."""
+    if complete and sources < 1:
+        raise ConfigError("--sources: must be at least 1")
+    wanted = parse_indices(indices) if indices else None
+    for name in files:
+        if not Path(name).is_file():
+            raise DataError(f"--images: no such file: {name}")
+    return wanted
+
+
+def _targets(output_fname: str, animate: str | None) -> tuple[Path, Path | None]:
+    """-> (the still grid's file, the --animate file or ``None``), checked writable and distinct."""
+    from ..images import check_png_target, check_target
+
+    target = check_png_target(output_fname)
+    movie = check_target(animate, (".gif", ".png")) if animate else None
+    if movie is not None and movie.resolve() == target.resolve():
+        raise ConfigError(f"--animate: {movie} is also the still grid (--output-fname); give it another name")
+    return target, movie
 
 
 def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | None, frame_every: int | None) -> None:
