@@ -1,4 +1,5 @@
-"""What ``pixelcnn sample --complete`` completes: image files, or test images of a dataset."""
+"""What ``pixelcnn sample --complete`` completes: image files, or test images of a dataset; and
+the batch the sampler completes from them (each source repeated, its class, the uniforms)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import torch
 
 from .config import TrainConfig
 from .contracts import ModelSpec
-from .errors import DataError
+from .data.quantize import to_levels
+from .errors import ConfigError, DataError
 from .images import fit_pictures, read_image_files
-from .sampling import make_generator
+from .sampling import draw_uniforms, make_generator, resolve_labels
 
 
 @dataclass
@@ -48,3 +50,40 @@ def dataset_sources(config: TrainConfig, data_dir: str | None, indices: list[int
     labels = torch.tensor([int(item[1]) for item in items], dtype=torch.long)
     return CompletionSources(fit_pictures(pictures, spec.channels, height, width), labels,
                              f"{config.dataset} test images {', '.join(str(i) for i in indices)}")
+
+
+@dataclass
+class CompletionBatch:
+    keep_rows: int  # rows kept from the top of every image
+    originals: torch.Tensor  # levels, S x C x H x W: one per source
+    known: torch.Tensor  # levels, (S * n) x C x H x W: each source ``n`` times in a row
+    labels: torch.Tensor | None  # (S * n,) the class each completion is drawn under; None: unconditional
+    uniforms: torch.Tensor  # the sampler's randomness, shaped like ``known``
+
+
+def completion_batch(chosen: CompletionSources, spec: ModelSpec, per_source: int, keep_rows: int | None,
+                     label: int, seed: int | None) -> CompletionBatch:
+    """``per_source`` completions of each of ``chosen``, keeping ``keep_rows`` rows (default: half).
+
+    ``label`` -1 completes each dataset image under its own class (random ones for files or an
+    unconditional model); any other class completes every image under that one.
+    """
+    height, width = chosen.pictures.shape[-2:]
+    keep = height // 2 if keep_rows is None else keep_rows
+    if not 0 <= keep < height:
+        raise ConfigError(f"--keep-rows: must be between 0 and {height - 1} for {height}-row images; got {keep}")
+    labels = _source_labels(chosen, spec, label, seed)
+    originals = to_levels(chosen.pictures, spec.color_levels)
+    count = originals.shape[0] * per_source
+    return CompletionBatch(keep, originals, originals.repeat_interleave(per_source, dim=0),
+                           labels.repeat_interleave(per_source) if labels is not None else None,
+                           draw_uniforms(count, spec.channels, height, width, seed))
+
+
+def _source_labels(chosen: CompletionSources, spec: ModelSpec, label: int, seed: int | None) -> torch.Tensor | None:
+    """One class per source: ``label`` (-1: random, by ``seed``), or each dataset image's own."""
+    if label >= 0 or not spec.num_classes or chosen.labels is None:
+        return resolve_labels(label, chosen.pictures.shape[0], spec, seed)
+    if int(chosen.labels.max()) >= spec.num_classes:
+        raise DataError(f"a test image's class is beyond the {spec.num_classes} classes the model knows")
+    return chosen.labels

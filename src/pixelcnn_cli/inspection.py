@@ -1,5 +1,5 @@
 """Everything ``inspect-masks`` shows, computed without any terminal: masks, colour
-connections, the causality report of a real network, and a picture of them.
+connections, the causality report of a real network, the verdict on it, and a picture of them.
 
 A model other than the gated one is shown next to a *reference*: the gated model with the same
 kernel sizes and number of layers, inspected on the same image and at the same output, so a
@@ -72,13 +72,12 @@ def build_fresh(model_name: str, spec: ModelSpec, flags: dict[str, Any], extra: 
 
 
 def model_shape(model: nn.Module, fallback: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The architecture values a model was built with (its ``options`` or ``arch``), for display."""
+    """The architecture values a model was built with (its ``options``, where every family keeps
+    them), over ``fallback``, for display."""
     values = dict(fallback or {})
-    for attr in ("options", "arch"):
-        options = getattr(model, attr, None)
-        if isinstance(options, BaseModel):
-            values.update(options.model_dump())
-            break
+    options = getattr(model, "options", None)
+    if isinstance(options, BaseModel):
+        values.update(options.model_dump())
     return values
 
 
@@ -154,6 +153,81 @@ def inspect(
         spatial_mask(arch.causal_ksize, "A"), spatial_mask(arch.hidden_ksize, "B"),
         colour_mask(spec.channels, "A"), colour_mask(spec.channels, "B"), report, probe, known_blind_spot, masked,
     )
+
+
+# -- the verdict ------------------------------------------------------------------------------
+
+#: A verdict's ``status``: every output sees exactly the earlier inputs; or it sees no later
+#: input and misses some earlier ones, as the model declares (``has_blind_spot``): both pass; or
+#: it fails, seeing its own or a later input, or missing earlier ones it should see.
+CAUSAL, DECLARED_BLIND_SPOT, NOT_CAUSAL = "causal", "declared blind spot", "not causal"
+
+Position = tuple[int, int, int]  # (row, col, colour)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an inspection concludes, as data: ``inspect-masks`` words it and exits 1 unless ``passed``."""
+
+    model_name: str
+    status: str  # CAUSAL, DECLARED_BLIND_SPOT or NOT_CAUSAL
+    outputs: int  # outputs checked, each against as many inputs
+    image: tuple[int, int, int]  # the test image: height, width, channels
+    future_violations: int  # (output, input) pairs where an output sees its own or a later input
+    blind_spots: int  # (output, input) pairs where an earlier input goes unseen
+    first_violation: tuple[Position, Position] | None  # (output, input), the first in generation order
+    first_blind_spot: tuple[Position, Position] | None
+    probe: Position  # the output whose view is drawn
+    probe_unseen: int  # earlier inputs it misses
+    probe_earlier: int  # earlier inputs it has
+    reference: Verdict | None = None  # the gated reference's, on the same image
+
+    @property
+    def passed(self) -> bool:
+        return self.status != NOT_CAUSAL
+
+
+def verdict(result: Inspection, reference: Inspection | None = None) -> Verdict:
+    """The verdict on ``result`` (and on the ``reference`` shown beside it, if any)."""
+    report = result.report
+    if report.ok:
+        status = CAUSAL
+    elif result.known_blind_spot and not report.future_violations:
+        status = DECLARED_BLIND_SPOT
+    else:
+        status = NOT_CAUSAL
+    return Verdict(
+        result.model_name, status, report.size, (report.height, report.width, report.channels),
+        report.future_violations, report.blind_spots, report.first_violation(), report.first_blind_spot(),
+        result.probe, result.unseen_by_probe(), result.earlier_inputs(),
+        verdict(reference) if reference is not None else None,
+    )
+
+
+@dataclass
+class MaskCheck:
+    """One ``inspect-masks``: the model's inspection, the gated reference shown beside a masked model
+    other than the gated one (else ``None``), the kernel sizes drawn, and the verdict."""
+
+    result: Inspection
+    reference: Inspection | None
+    arch: ArchitectureConfig
+    verdict: Verdict
+
+
+def check_masks(model: nn.Module, model_name: str, spec: ModelSpec, shape: dict[str, Any], device: torch.device,
+                size: int | None = None) -> MaskCheck:
+    """Inspect ``model`` (on ``device``; ``shape``: its options, :func:`model_shape`) and, when it
+    has masks and is not the gated model, the gated reference on the same image and output."""
+    arch = kernel_sizes(shape)
+    masked = has_masks(shape)
+    model.eval()
+    result = inspect(model, model_name, spec, arch, size, masked=masked)
+    reference = None
+    if masked and model_name != REFERENCE:
+        reference = inspect(reference_model(spec, arch).to(device), REFERENCE, spec, arch, result.report.height,
+                            probe=result.probe)
+    return MaskCheck(result, reference, arch, verdict(result, reference))
 
 
 def render(inspection: Inspection, cell: int = 18, reference: Inspection | None = None) -> Image.Image:

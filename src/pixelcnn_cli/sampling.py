@@ -95,6 +95,15 @@ def per_class_labels(spec: ModelSpec, per_class: int) -> tuple[torch.Tensor, lis
     return torch.arange(spec.num_classes).repeat_interleave(per_class), names
 
 
+def grid_labels(spec: ModelSpec, label: int, count: int, seed: int | None,
+                per_class: bool = False) -> tuple[torch.Tensor | None, list[str] | None]:
+    """The classes of a grid of new images and its rows' names: ``count`` of every class, one row
+    each (``per_class``), else ``count`` images of ``label`` (:func:`resolve_labels`) and no names."""
+    if per_class:
+        return per_class_labels(spec, count)
+    return resolve_labels(label, count, spec, seed), None
+
+
 # -- choosing a sampler ---------------------------------------------------------------------
 
 

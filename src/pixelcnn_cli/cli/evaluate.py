@@ -11,21 +11,22 @@ from .. import registry
 from ..errors import DataError
 from . import common
 from .common import completes, device_from_flags, user_errors
+from .options import Cuda, Device, EvalModelPath, EvalTf32, RunsDir
 
 
 @user_errors
 def eval_command(
-    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint, run folder or pretrained:mnist-sample to evaluate [default: the newest run's best; with no run, the shipped model]")] = None,
+    model_path: EvalModelPath = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset to evaluate on [default: the one it was trained on]",
                                                    autocompletion=completes(registry.datasets.names))] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Dataset folder [default: the training one]")] = None,
     download: Annotated[Optional[bool], typer.Option("--download/--no-download", help="Download missing dataset files [default: as in training]")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch")] = 256,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
-    runs_dir: Annotated[str, typer.Option(help="Where to look for the newest run when -m is not given")] = "runs",
-    cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch device (overrides --cuda)")] = None,
-    tf32: Annotated[bool, typer.Option("--tf32", help="On CUDA, allow TF32 arithmetic: faster on recent GPUs, at TF32's rounding [default: full fp32]")] = False,
+    runs_dir: RunsDir = "runs",
+    cuda: Cuda = None,
+    device: Device = None,
+    tf32: EvalTf32 = False,
 ) -> None:
     """Test negative log-likelihood of a trained model, in nats/image and bits/dim."""
     # torch loads here, not at import: --help and completion stay quick

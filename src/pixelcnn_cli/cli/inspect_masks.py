@@ -11,9 +11,10 @@ from .. import registry
 from ..config import MIN_CHECK_SIZE, ArchitectureConfig
 from . import common
 from .common import completes, parse_key_values, user_errors
+from .options import CpuUnlessCuda, InspectModelPath
 
 if TYPE_CHECKING:
-    from ..inspection import Inspection
+    from ..inspection import Inspection, MaskCheck, Verdict
 
 A = ArchitectureConfig
 
@@ -54,11 +55,11 @@ _CELL_MARKS = {"output": "[bold yellow]◉[/]", "future": "[bold red]![/]", "bli
 
 
 def _view_table(result: Inspection, title: str | None = None) -> Table:
-    from ..inspection import COLOURS, view_cells
+    from ..inspection import view_cells
 
     report = result.report
-    row, col, ch = result.probe
-    name = COLOURS[ch] if report.channels == 3 else "the value"
+    row, col, _ = result.probe
+    name = _output_name(result.probe, report.channels)
     title = f"what the output for {name} at pixel ({row}, {col}) sees" if title is None else title
     table = Table(title=title or None, show_header=False, box=None, padding=(0, 0))
     for _ in range(report.width):
@@ -69,10 +70,8 @@ def _view_table(result: Inspection, title: str | None = None) -> Table:
 
 
 def _side_by_side(result: Inspection, reference: Inspection, layers: int) -> Table:
-    from ..inspection import COLOURS
-
-    row, col, ch = result.probe
-    name = COLOURS[ch] if result.report.channels == 3 else "the value"
+    row, col, _ = result.probe
+    name = _output_name(result.probe, result.report.channels)
     grid = Table(title=f"what the output for {name} at pixel ({row}, {col}) sees", box=None, padding=(0, 4, 0, 0))
     grid.add_column(result.model_name, no_wrap=True)
     grid.add_column(f"{reference.model_name} (same kernels, {layers} layers)", no_wrap=True)
@@ -86,7 +85,7 @@ def _flags(**values) -> dict:
 
 @user_errors
 def inspect_masks(
-    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Inspect a trained checkpoint (or pretrained:mnist-sample) instead of a fresh model")] = None,
+    model_path: InspectModelPath = None,
     model: Annotated[str, typer.Option(help="Model plugin to build (without -m); a masked model other than gated is shown beside the gated one",
                                        autocompletion=completes(registry.models.names))] = "gated",
     channels: Annotated[int, typer.Option(min=1, max=3, help="Data channels of the fresh model: 1 (grey) or 3 (RGB)")] = 3,
@@ -99,7 +98,7 @@ def inspect_masks(
     model_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the model plugin (repeatable)")] = None,
     size: Annotated[Optional[int], typer.Option(min=MIN_CHECK_SIZE, help="Side of the test image [default: the largest the model sees whole]")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Also save the masks and the view as a PNG")] = None,
-    cuda: Annotated[bool, typer.Option("--cuda/--no-cuda", show_default=False, help="Run the check on CUDA [default: on the CPU, where a check this small is quick]")] = False,
+    cuda: CpuUnlessCuda = False,
 ) -> None:
     """Show the type A and B masks and prove the network's causality by gradients.
 
@@ -111,46 +110,55 @@ def inspect_masks(
         raise typer.BadParameter("must be 1 (grey) or 3 (RGB)", param_hint="--channels")
     # torch loads here, not at import: --help and completion stay quick
     from ..building import resolve_device
-    from ..contracts import ModelSpec
     from ..images import check_png_target, save_png
-    from ..inspection import (
-        COLOURS,
-        REFERENCE,
-        build_fresh,
-        has_masks,
-        inspect,
-        kernel_sizes,
-        model_shape,
-        reference_model,
-        render,
-    )
-    from .checkpoint_choice import load_model
+    from ..inspection import check_masks, render
 
     target = check_png_target(output) if output else None
     device = resolve_device("cuda" if cuda else "cpu")
     if model_path:
-        net, spec, config, path, _ = load_model(model_path, "runs", str(device))
-        name = config.model
-        shape = model_shape(net, {**config.architecture(), **config.model_options})
-        common.out.print(f"checkpoint {path}: model {name}, {spec.channels} channel(s), {spec.color_levels} levels")
+        net, spec, name, shape = _trained(model_path, device)
     else:
         flags = _flags(causal_ksize=causal_ksize, hidden_ksize=hidden_ksize, hidden_fmaps=hidden_fmaps,
                        out_hidden_fmaps=out_hidden_fmaps, hidden_layers=hidden_layers)
-        spec = ModelSpec(channels, 28, 28, color_levels, 10)
-        name = model
-        net, options = build_fresh(model, spec, flags, parse_key_values(model_option, "--model-option") or {})
-        shape = model_shape(net, options.model_dump())
-        net.to(device)
-    arch = kernel_sizes(shape)
-    masked = has_masks(shape)
-    net.eval()
-    result = inspect(net, name, spec, arch, size, masked=masked)
-    reference = None
-    if masked and name != REFERENCE:
-        reference = inspect(reference_model(spec, arch).to(device), REFERENCE, spec, arch, result.report.height,
-                            probe=result.probe)
+        net, spec, name, shape = _fresh(model, channels, color_levels, flags, model_option, device)
+    check = check_masks(net, name, spec, shape, device, size)
+    _show(check)
+    if target:
+        save_png(render(check.result, reference=check.reference), target)
+        common.out.print(f"saved {target}")
+    _print_verdict(check.verdict)
+    if not check.verdict.passed:
+        raise typer.Exit(1)
 
-    if not masked:
+
+def _trained(model_path: str, device) -> tuple:
+    """-> (model, spec, model name, its options) of a checkpoint, which is said."""
+    from ..inspection import model_shape
+    from .checkpoint_choice import load_model
+
+    net, spec, config, path, _ = load_model(model_path, "runs", str(device))
+    shape = model_shape(net, {**config.architecture(), **config.model_options})
+    common.out.print(f"checkpoint {path}: model {config.model}, {spec.channels} channel(s), {spec.color_levels} levels")
+    return net, spec, config.model, shape
+
+
+def _fresh(model: str, channels: int, color_levels: int, flags: dict, model_option: list[str] | None, device) -> tuple:
+    """-> (model, spec, model name, its options) of a fresh model of plugin ``model``, on ``device``."""
+    from ..contracts import ModelSpec
+    from ..inspection import build_fresh, model_shape
+
+    spec = ModelSpec(channels, 28, 28, color_levels, 10)
+    net, options = build_fresh(model, spec, flags, parse_key_values(model_option, "--model-option") or {})
+    shape = model_shape(net, options.model_dump())
+    net.to(device)
+    return net, spec, model, shape
+
+
+def _show(check: MaskCheck) -> None:
+    """The masks (if any), the colours they connect, and what the probed output sees."""
+    result, arch = check.result, check.arch
+    name = result.model_name
+    if not result.masked:
         common.out.print(
             f"{name}: no masked kernels; its order comes from how its layers are shifted (and, for "
             "PixelCNN++, from its down- and up-sampling streams), so the gradients below are the whole proof"
@@ -160,56 +168,61 @@ def inspect_masks(
         common.out.print(_mask_table(result.mask_a, f"mask A ({arch.causal_ksize}x{arch.causal_ksize}, first layer)"))
         common.out.print(_mask_table(result.mask_b, f"mask B ({arch.hidden_ksize}x{arch.hidden_ksize}, later layers)"))
         common.out.print("[blue]■[/] seen  [dim]·[/] hidden  ◉/○ centre pixel: own colour seen (B) / not seen (A)")
-        if spec.channels == 3:
+        if result.spec.channels == 3:
             common.out.print(_colour_table(result.colours_a, result.colours_b))
-    if masked and name == REFERENCE:
+    if result.masked and check.reference is None:  # the gated model itself
         common.out.print(
             "gated stacks: the vertical stack sees the rows above through a "
             f"{arch.hidden_ksize // 2 + 1}x{arch.hidden_ksize} kernel and reaches the horizontal stack one row down; "
             f"the horizontal stack sees the pixels to the left through a 1x{arch.hidden_ksize // 2 + 1} kernel"
         )
         common.out.print(_view_table(result))
-    elif masked:
+    elif result.masked:
         if result.known_blind_spot:
             common.out.print(
                 f"{name}: one stack of masked convolutions; each mask-B layer widens the view only from rows it "
                 "already sees, so a wedge of earlier pixels above and to the right is never seen (the blind spot). "
                 "The gated model's vertical stack removes it:"
             )
-        common.out.print(_side_by_side(result, reference, arch.hidden_layers))
+        common.out.print(_side_by_side(result, check.reference, arch.hidden_layers))
     common.out.print("[blue]■[/] seen  [dim]·[/] not yet generated  [bold red]✗[/] blind spot  [bold red]![/] sees the future")
-    report = result.report
-    if target:
-        save_png(render(result, reference=reference), target)
-        common.out.print(f"saved {target}")
-    checked = f"{report.size} outputs x {report.size} inputs on a {report.height}x{report.width}x{report.channels} image"
-    if reference is not None:
-        ref = reference.report
-        verdict = "no blind spot, no future dependency" if ref.ok else (
+
+
+def _print_verdict(verdict: Verdict) -> None:
+    """The verdict in words: the reference's, then causal (maybe with its declared blind spot) or NOT causal."""
+    from ..inspection import CAUSAL, DECLARED_BLIND_SPOT, REFERENCE
+
+    height, width, channels = verdict.image
+    checked = f"{verdict.outputs} outputs x {verdict.outputs} inputs on a {height}x{width}x{channels} image"
+    ref = verdict.reference
+    if ref is not None:
+        words = "no blind spot, no future dependency" if ref.status == CAUSAL else (
             f"{ref.future_violations} future dependencies, {ref.blind_spots} blind spots")
-        common.out.print(f"{REFERENCE} with the same kernels and layers: {verdict} (same image)")
-    if report.ok:
+        common.out.print(f"{REFERENCE} with the same kernels and layers: {words} (same image)")
+    if verdict.status == CAUSAL:
         common.out.print(f"[bold green]causal[/]: every output depends on exactly the earlier pixels and colours ({checked})")
-        return
-    expected_blind = result.known_blind_spot and not report.future_violations
-    if expected_blind:
-        (o, i) = report.first_blind_spot()
-        row, col, ch = result.probe
-        what = COLOURS[ch] if spec.channels == 3 else "the value"
+    elif verdict.status == DECLARED_BLIND_SPOT:
+        (o, i), (row, col, _) = verdict.first_blind_spot, verdict.probe
         common.out.print(f"[bold green]causal[/]: no output depends on its own or a later input ({checked})")
         common.out.print(
-            f"[bold yellow]blind spot[/]: {report.blind_spots} earlier inputs unseen, summed over all outputs "
-            f"(e.g. output {o} misses input {i}); the output for {what} at ({row}, {col}) misses "
-            f"{result.unseen_by_probe()} of its {result.earlier_inputs()} earlier inputs. "
-            f"Expected: {name} declares this blind spot; positions are (row, col, colour)"
+            f"[bold yellow]blind spot[/]: {verdict.blind_spots} earlier inputs unseen, summed over all outputs "
+            f"(e.g. output {o} misses input {i}); the output for {_output_name(verdict.probe, channels)} at ({row}, {col}) "
+            f"misses {verdict.probe_unseen} of its {verdict.probe_earlier} earlier inputs. "
+            f"Expected: {verdict.model_name} declares this blind spot; positions are (row, col, colour)"
         )
-        return
-    problems = []
-    if report.future_violations:
-        (o, i) = report.first_violation()
-        problems.append(f"{report.future_violations} future dependencies (e.g. output {o} sees input {i})")
-    if report.blind_spots:
-        (o, i) = report.first_blind_spot()
-        problems.append(f"{report.blind_spots} blind spots (e.g. output {o} misses input {i})")
-    common.err.print(f"[bold red]NOT causal[/]: {'; '.join(problems)} ({checked}); positions are (row, col, colour)")
-    raise typer.Exit(1)
+    else:
+        problems = []
+        if verdict.future_violations:
+            (o, i) = verdict.first_violation
+            problems.append(f"{verdict.future_violations} future dependencies (e.g. output {o} sees input {i})")
+        if verdict.blind_spots:
+            (o, i) = verdict.first_blind_spot
+            problems.append(f"{verdict.blind_spots} blind spots (e.g. output {o} misses input {i})")
+        common.err.print(f"[bold red]NOT causal[/]: {'; '.join(problems)} ({checked}); positions are (row, col, colour)")
+
+
+def _output_name(probe: tuple[int, int, int], channels: int) -> str:
+    """The colour of a probed output, in words: R, G or B, or "the value" of a grey image."""
+    from ..inspection import COLOURS
+
+    return COLOURS[probe[2]] if channels == 3 else "the value"

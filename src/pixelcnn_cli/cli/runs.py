@@ -13,14 +13,14 @@ from .. import runs as run_files
 from ..errors import ConfigError
 from . import common
 from .common import user_errors
+from .options import RunsFolder
 
-RUNS_DIR_HELP = "Folder that holds one folder per run (train's --output-dir)"
 STATE_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "stopped": "red"}
 
 
 @user_errors
 def runs(
-    runs_dir: Annotated[str, typer.Option(help=RUNS_DIR_HELP)] = "runs",
+    runs_dir: RunsFolder = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON")] = False,
 ) -> None:
     """List the runs: dataset, model, epochs done of planned, best test bits/dim, and state
@@ -49,7 +49,7 @@ def runs(
 def plot(
     run_names: Annotated[list[str], typer.Argument(metavar="RUN...", help="Run folders, or run names under --runs-dir")],
     output: Annotated[str, typer.Option("--output", "-o", help="PNG file to write")] = "curves.png",
-    runs_dir: Annotated[str, typer.Option(help=RUNS_DIR_HELP)] = "runs",
+    runs_dir: RunsFolder = "runs",
 ) -> None:
     """Train and test bits/dim per epoch, and the learning rate, of one or more runs on one figure."""
     from ..images import check_png_target

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -12,6 +13,14 @@ from ..config import DEFAULT_SAMPLER, SAMPLERS, SampleConfig
 from ..errors import ConfigError, DataError
 from . import common
 from .common import device_from_flags, user_errors
+from .options import Cuda, Device, RunsDir, SampleModelPath, SampleTf32
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..completion_sources import CompletionSources
+    from ..contracts import ModelSpec
 
 SAMPLE_COUNT = 64  # images drawn by default
 COMPLETION_COUNT = 4  # completions per source image by default
@@ -22,7 +31,7 @@ ANIMATION_FRAMES = 48  # frames of --animate by default (before the held last on
 
 @user_errors
 def sample(
-    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint, run folder or pretrained:mnist-sample to sample from [default: the newest run's best; with no run, the shipped model]")] = None,
+    model_path: SampleModelPath = None,
     output_fname: Annotated[Optional[str], typer.Option(help="PNG file to write the grid to [default: samples/samples.png, samples/completions.png with --complete]")] = None,
     label: Annotated[int, typer.Option("--label", "--l", help="Class of the sampled images; -1 for random classes (with --complete: each dataset image's own class)")] = -1,
     count: Annotated[Optional[int], typer.Option("--count", "-c", help=f"Number of images to generate; with --complete, completions per image [default: {SAMPLE_COUNT}; {COMPLETION_COUNT} with --complete]")] = None,
@@ -43,10 +52,10 @@ def sample(
     keep_rows: Annotated[Optional[int], typer.Option(help="With --complete: rows kept from the top of each image [default: half]")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="With --complete: dataset folder [default: the training one]")] = None,
     more_images: Annotated[Optional[list[str]], typer.Argument(metavar="IMAGES", help="More image files for --images (--images a.png b.png)", show_default=False)] = None,
-    runs_dir: Annotated[str, typer.Option(help="Where to look for the newest run when -m is not given")] = "runs",
-    cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch device (overrides --cuda)")] = None,
-    tf32: Annotated[bool, typer.Option("--tf32", help="On CUDA, allow TF32 arithmetic: faster on recent GPUs, but the cached and naive samplers then round differently [default: full fp32]")] = False,
+    runs_dir: RunsDir = "runs",
+    cuda: Cuda = None,
+    device: Device = None,
+    tf32: SampleTf32 = False,
 ) -> None:
     """Generate images from a trained model and save them as a PNG grid.
 
@@ -54,13 +63,78 @@ def sample(
     ones) or image files (--images): the grid has one row per image, showing the original,
     the kept top rows and the completions.
     """
+    files = [*(images or []), *(more_images or [])]
+    _check_flags(sampler, label, nrow, per_class, frame_every, animate)
+    _check_completion_flags(complete, files, indices, keep_rows, data_dir, per_class, animate, nrow)
+    default_count = COMPLETION_COUNT if complete else PER_CLASS_COUNT if per_class else SAMPLE_COUNT
+    default_name = "samples/completions.png" if complete else "samples/samples.png"
+    options = cfg.validate(
+        SampleConfig,
+        {"model_path": model_path, "output_fname": output_fname or default_name, "label": label,
+         "count": default_count if count is None else count, "height": height, "width": width,
+         "temperature": temperature, "seed": seed, "device": device_from_flags(device, cuda)},
+    )
+    wanted = _completion_inputs(complete, sources, indices, files)
+    # torch loads here, not at import: --help and completion stay quick
+    from ..training import seed_everything
+    from .checkpoint_choice import load_model
+
+    target, movie = _targets(options.output_fname, animate)  # before minutes of sampling, not after
+    model, spec, train_config, path, torch_device = load_model(options.model_path, runs_dir, options.device)
+    job = _Job(model, spec, options.height or spec.height, options.width or spec.width, options, sampler, tf32,
+               scale, target)
+    seed_everything(options.seed)
+    if not complete:
+        _sample_grid(job, per_class, nrow, movie, frame_every)
+        return
+    from ..completion_sources import dataset_sources, file_sources
+
+    chosen = (file_sources(files, spec, job.height, job.width) if files else
+              dataset_sources(train_config, data_dir, wanted, sources, options.seed, spec, job.height, job.width))
+    _complete(job, chosen, keep_rows)
+
+
+@dataclass
+class _Job:
+    """What both flows share once the model is loaded: what to draw, how, and where the grid goes."""
+
+    model: nn.Module
+    spec: ModelSpec
+    height: int
+    width: int
+    options: SampleConfig
+    sampler: str
+    tf32: bool
+    scale: int | None
+    target: Path  # the still grid
+
+    def draw(self, what: str, count: int, labels: torch.Tensor | None, uniforms: torch.Tensor,
+             known: torch.Tensor | None = None, keep_rows: int = 0) -> torch.Tensor:
+        """Levels of ``count`` images, under a progress bar saying ``what``; with ``known``, completions."""
+        from ..sampling import complete, sample
+
+        o = self.options
+        with sampling_progress(what, count) as progress:
+            if known is None:
+                return sample(self.model, self.spec, labels, uniforms, o.temperature, self.sampler, progress, _notice,
+                              tf32=self.tf32)
+            return complete(self.model, self.spec, known, keep_rows, labels, uniforms, o.temperature, self.sampler,
+                            progress, _notice, tf32=self.tf32)
+
+
+def _check_flags(sampler: str, label: int, nrow: int | None, per_class: bool, frame_every: int | None,
+                 animate: str | None) -> None:
     if sampler not in SAMPLERS:
         raise ConfigError(f"--sampler: must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
-    files = [*(images or []), *(more_images or [])]
     if per_class and (label != -1 or nrow is not None):
         raise ConfigError(f"--per-class: not with {'--label' if label != -1 else '--nrow'} (one row per class)")
     if frame_every is not None and not animate:
         raise ConfigError("--frame-every: only with --animate")
+
+
+def _check_completion_flags(complete: bool, files: list[str], indices: str | None, keep_rows: int | None,
+                            data_dir: str | None, per_class: bool, animate: str | None, nrow: int | None) -> None:
+    """The --complete flags only with --complete, and the plain sampling ones not with it."""
     if not complete:
         given = [flag for flag, value in (("--images", files), ("--indices", indices), ("--keep-rows", keep_rows),
                                           ("--data-dir", data_dir)) if value]
@@ -74,92 +148,82 @@ def sample(
         raise ConfigError("--images and --indices: give one or the other")
     elif nrow is not None:
         raise ConfigError("--nrow: not with --complete (the grid has one row per image)")
-    default_count = COMPLETION_COUNT if complete else PER_CLASS_COUNT if per_class else SAMPLE_COUNT
-    default_name = "samples/completions.png" if complete else "samples/samples.png"
-    options = cfg.validate(
-        SampleConfig,
-        {"model_path": model_path, "output_fname": output_fname or default_name, "label": label,
-         "count": default_count if count is None else count, "height": height, "width": width,
-         "temperature": temperature, "seed": seed, "device": device_from_flags(device, cuda)},
-    )
+
+
+def _completion_inputs(complete: bool, sources: int, indices: str | None, files: list[str]) -> list[int] | None:
+    """The --indices asked for (``None``: none), once --sources and the --images files are checked."""
     if complete and sources < 1:
         raise ConfigError("--sources: must be at least 1")
     wanted = parse_indices(indices) if indices else None
     for name in files:
         if not Path(name).is_file():
             raise DataError(f"--images: no such file: {name}")
-    # torch loads here, not at import: --help and completion stay quick
-    from ..completion_sources import dataset_sources, file_sources
-    from ..data.quantize import to_levels
-    from ..data.quantize import levels_to_uint8
-    from ..images import check_png_target, check_target, generation_frames, render_grid, save_animation, save_png
-    from ..sampling import complete as run_completion
-    from ..sampling import completion_tiles, draw_uniforms, per_class_labels, resolve_labels
-    from ..sampling import sample as run_sampler
-    from ..training import seed_everything
-    from .checkpoint_choice import load_model
+    return wanted
 
-    target = check_png_target(options.output_fname)  # before minutes of sampling, not after
+
+def _targets(output_fname: str, animate: str | None) -> tuple[Path, Path | None]:
+    """-> (the still grid's file, the --animate file or ``None``), checked writable and distinct."""
+    from ..images import check_png_target, check_target
+
+    target = check_png_target(output_fname)
     movie = check_target(animate, (".gif", ".png")) if animate else None
     if movie is not None and movie.resolve() == target.resolve():
         raise ConfigError(f"--animate: {movie} is also the still grid (--output-fname); give it another name")
-    model, spec, train_config, path, torch_device = load_model(options.model_path, runs_dir, options.device)
-    h, w = options.height or spec.height, options.width or spec.width
-    seed_everything(options.seed)
-    notice = lambda message: common.err.print(f"notice: {message}", markup=False)  # noqa: E731
+    return target, movie
 
-    if not complete:
-        row_names = None
-        if per_class:
-            labels, row_names = per_class_labels(spec, options.count)
-            nrow = options.count
-        else:
-            labels = resolve_labels(options.label, options.count, spec, options.seed)
-        total = labels.shape[0] if labels is not None else options.count
-        uniforms = draw_uniforms(total, spec.channels, h, w, options.seed)
-        with sampling_progress("sampling", total) as progress:
-            levels = run_sampler(model, spec, labels, uniforms, options.temperature, sampler, progress, notice,
-                                 tf32=tf32)
-        pictures = levels_to_uint8(levels.cpu(), spec.color_levels)
-        save_png(render_grid(pictures, nrow, scale, row_names), target)
-        what = (f"{options.count} per class, one row each" if per_class else f"label {options.label}" if options.label >= 0
-                else "random labels" if spec.num_classes else "unconditional")
-        common.out.print(f"wrote {total} samples ({h}x{w}, {what}) to {target}")
-        if movie is not None:
-            every = frame_every or max(1, -(-h * w // ANIMATION_FRAMES))
-            frames = generation_frames(pictures, every, nrow, scale, row_names)
-            save_animation(frames, movie)
-            common.out.print(f"wrote the generation, {len(frames)} frames (one every {every} pixels), to {movie}")
-        return
 
-    # -- completion -------------------------------------------------------------------------
-    chosen = (file_sources(files, spec, h, w) if files else
-              dataset_sources(train_config, data_dir, wanted, sources, options.seed, spec, h, w))
-    pictures, source_labels, where = chosen.pictures, chosen.labels, chosen.description
+def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | None, frame_every: int | None) -> None:
+    """New images: the grid, its summary line and, with ``movie``, the generation."""
+    from ..data.quantize import levels_to_uint8
+    from ..images import render_grid, save_png
+    from ..sampling import draw_uniforms, grid_labels
 
-    n_sources = pictures.shape[0]
-    per = options.count
-    keep = h // 2 if keep_rows is None else keep_rows
-    if not 0 <= keep < h:
-        raise ConfigError(f"--keep-rows: must be between 0 and {h - 1} for {h}-row images; got {keep}")
-    if options.label >= 0 or not spec.num_classes or source_labels is None:
-        labels = resolve_labels(options.label, n_sources, spec, options.seed)
-    else:
-        if int(source_labels.max()) >= spec.num_classes:
-            raise DataError(f"a test image's class is beyond the {spec.num_classes} classes the model knows")
-        labels = source_labels
-    originals = to_levels(pictures, spec.color_levels)
-    known = originals.repeat_interleave(per, dim=0)
-    labels = labels.repeat_interleave(per) if labels is not None else None
-    uniforms = draw_uniforms(n_sources * per, spec.channels, h, w, options.seed)
-    with sampling_progress("completing", n_sources * per) as progress:
-        levels = run_completion(model, spec, known, keep, labels, uniforms, options.temperature, sampler, progress, notice,
-                                tf32=tf32)
-    save_png(render_grid(completion_tiles(originals, levels, keep, spec.color_levels), per + 2, scale), target)
+    o, spec = job.options, job.spec
+    labels, row_names = grid_labels(spec, o.label, o.count, o.seed, per_class)
+    if per_class:
+        nrow = o.count
+    total = labels.shape[0] if labels is not None else o.count
+    uniforms = draw_uniforms(total, spec.channels, job.height, job.width, o.seed)
+    levels = job.draw("sampling", total, labels, uniforms)
+    pictures = levels_to_uint8(levels.cpu(), spec.color_levels)
+    save_png(render_grid(pictures, nrow, job.scale, row_names), job.target)
+    what = (f"{o.count} per class, one row each" if per_class else f"label {o.label}" if o.label >= 0
+            else "random labels" if spec.num_classes else "unconditional")
+    common.out.print(f"wrote {total} samples ({job.height}x{job.width}, {what}) to {job.target}")
+    if movie is not None:
+        _save_movie(job, pictures, movie, frame_every, nrow, row_names)
+
+
+def _save_movie(job: _Job, pictures: torch.Tensor, movie: Path, frame_every: int | None, nrow: int | None,
+                row_names: list[str] | None) -> None:
+    from ..images import generation_frames, save_animation
+
+    every = frame_every or max(1, -(-job.height * job.width // ANIMATION_FRAMES))
+    frames = generation_frames(pictures, every, nrow, job.scale, row_names)
+    save_animation(frames, movie)
+    common.out.print(f"wrote the generation, {len(frames)} frames (one every {every} pixels), to {movie}")
+
+
+def _complete(job: _Job, chosen: CompletionSources, keep_rows: int | None) -> None:
+    """Completions of ``chosen``: one grid row per source, and the summary line."""
+    from ..completion_sources import completion_batch
+    from ..images import render_grid, save_png
+    from ..sampling import completion_tiles
+
+    o, spec = job.options, job.spec
+    per = o.count
+    batch = completion_batch(chosen, spec, per, keep_rows, o.label, o.seed)
+    levels = job.draw("completing", batch.known.shape[0], batch.labels, batch.uniforms, batch.known, batch.keep_rows)
+    tiles = completion_tiles(batch.originals, levels, batch.keep_rows, spec.color_levels)
+    save_png(render_grid(tiles, per + 2, job.scale), job.target)
     common.out.print(
-        f"wrote {per} completion{'s' if per > 1 else ''} of each of {where} ({h}x{w}, top {keep} rows kept; "
-        f"columns: original, kept part, completions) to {target}"
+        f"wrote {per} completion{'s' if per > 1 else ''} of each of {chosen.description} ({job.height}x{job.width}, "
+        f"top {batch.keep_rows} rows kept; columns: original, kept part, completions) to {job.target}"
     )
+
+
+def _notice(message: str) -> None:
+    common.err.print(f"notice: {message}", markup=False)
 
 
 def parse_indices(text: str) -> list[int]:

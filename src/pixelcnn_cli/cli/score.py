@@ -15,6 +15,7 @@ from .. import registry
 from ..errors import ConfigError
 from . import common
 from .common import completes, device_from_flags, parse_key_values, user_errors
+from .options import Cuda, Device, ModelPath, RunsDir, Tf32
 
 COLUMNS = ("image", "label", "nats", "bits_per_dim")
 
@@ -22,7 +23,7 @@ COLUMNS = ("image", "label", "nats", "bits_per_dim")
 @user_errors
 def score(
     images: Annotated[Optional[list[str]], typer.Argument(metavar="[IMAGES]...", help="Picture files or folders to score [default: the checkpoint's dataset, --split]", show_default=False)] = None,
-    model_path: Annotated[Optional[str], typer.Option("--model-path", "-m", help="Checkpoint, run folder or pretrained:mnist-sample [default: the newest run's best; with no run, the shipped model]")] = None,
+    model_path: ModelPath = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset to score instead of files [default: the one it was trained on]", autocompletion=completes(registry.datasets.names))] = None,
     split: Annotated[str, typer.Option(help="Dataset split: test or train")] = "test",
     dataset_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the dataset plugin (repeatable) [default: the training ones, for its dataset]")] = None,
@@ -34,10 +35,10 @@ def score(
     histogram: Annotated[Optional[str], typer.Option(help="With --compare: PNG histogram of both sets [default: bits-histogram.png]")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable picture [default: report it and skip it]")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch")] = 64,
-    runs_dir: Annotated[str, typer.Option(help="Where to look for the newest run when -m is not given")] = "runs",
-    cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch device (overrides --cuda)")] = None,
-    tf32: Annotated[bool, typer.Option("--tf32", help="On CUDA, allow TF32 arithmetic [default: full fp32]")] = False,
+    runs_dir: RunsDir = "runs",
+    cuda: Cuda = None,
+    device: Device = None,
+    tf32: Tf32 = False,
 ) -> None:
     """Score images by the model's likelihood: one row per image (nats and bits/dim), a summary,
     and with --compare the AUROC of telling two sets apart (Nalisnick et al. 2019)."""

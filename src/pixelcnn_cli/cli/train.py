@@ -17,6 +17,7 @@ from ..config import TrainConfig
 from ..errors import PixelCNNError
 from . import common
 from .common import completes, default, device_from_flags, fail, parse_key_values, user_errors
+from .options import Cuda
 
 T = TrainConfig
 
@@ -64,7 +65,7 @@ def train(
     run_name: Annotated[Optional[str], typer.Option(help=default(T, "run_name"))] = None,
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help=default(T, "overwrite"))] = None,
     seed: Annotated[Optional[int], typer.Option(help=default(T, "seed"))] = None,
-    cuda: Annotated[Optional[bool], typer.Option("--cuda/--no-cuda", help="Use CUDA (default: when available)")] = None,
+    cuda: Cuda = None,
     device: Annotated[Optional[str], typer.Option(help=default(T, "device"))] = None,
     num_workers: Annotated[Optional[int], typer.Option(help=default(T, "num_workers"))] = None,
     limit_train_batches: Annotated[Optional[int], typer.Option(help=default(T, "limit_train_batches"))] = None,
