@@ -141,7 +141,7 @@ class _Run:
         st = self.state
         running = 0.0 if self.epoch_clock is None else time.perf_counter() - self.epoch_clock
         snapshot = replace(st, trained_seconds=st.trained_seconds + running, epoch_loss_sum=loss_sum, epoch_seen=seen,
-                           rng=rngs[0], rng_by_rank=rngs if len(rngs) > 1 else None, history=list(st.history))
+                           rng=rngs[0], rng_by_rank=rngs if len(rngs) > 1 else None)
         last = self.run_dir / "checkpoints" / "last.pt"
 
         def write() -> None:

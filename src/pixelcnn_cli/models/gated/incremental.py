@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ...contracts import IncrementalState
 from ..caches import conv_bias, masked_weight, push_row, window_matrix
