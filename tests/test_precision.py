@@ -1,7 +1,9 @@
-"""The precision policy: sampling and evaluation in full fp32 on CUDA (TF32 off), ``--tf32`` to opt out.
+"""The precision policy: sampling and evaluation in full fp32 on CUDA (TF32 off), ``--tf32`` to opt out;
+under ``--precision bf16`` the output head and the likelihood stay fp32.
 
-The settings are CUDA's, but torch keeps and reports them on any machine, so the CPU can check
-that the right blocks run under them and that the caller's settings come back.
+The TF32 settings are CUDA's, but torch keeps and reports them on any machine, so the CPU can check
+that the right blocks run under them and that the caller's settings come back. bf16 autocast runs
+on the CPU too, so the head's and the loss's precision are checked there.
 """
 
 from __future__ import annotations
@@ -14,15 +16,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import pixelcnn_cli
-from pixelcnn_cli import evaluation, sampling
-from pixelcnn_cli.config import ArchitectureConfig
+from pixelcnn_cli import evaluation, in_fp32, sampling
+from pixelcnn_cli.config import ArchitectureConfig, TrainConfig
 from pixelcnn_cli.contracts import ModelSpec
+from pixelcnn_cli.data.quantize import levels_to_input
+from pixelcnn_cli.likelihood import nll_per_dim
 from pixelcnn_cli.models.gated import GatedPixelCNN
+from pixelcnn_cli.models.pixelcnnpp.plugin import PixelCNNPP, PixelCNNPPOptions
+from pixelcnn_cli.training import Callback, train
 from pixelcnn_cli.tf32 import full_fp32
 
-pytestmark = pytest.mark.skipif(not hasattr(torch.backends.cudnn, "conv"), reason="torch < 2.9: no fp32_precision")
+needs_fp32_precision = pytest.mark.skipif(not hasattr(torch.backends.cudnn, "conv"), reason="torch < 2.9: no fp32_precision")
 
 cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
 
@@ -45,6 +52,7 @@ def settings() -> dict:
             "family_reaches_conv": family_reaches_conv}
 
 
+@needs_fp32_precision
 def test_full_fp32_turns_tf32_off_and_puts_the_callers_settings_back():
     before = settings()
     with full_fp32():
@@ -61,6 +69,7 @@ def test_full_fp32_turns_tf32_off_and_puts_the_callers_settings_back():
         assert settings() == before
 
 
+@needs_fp32_precision
 def test_full_fp32_overrides_and_restores_explicit_tf32():
     """A caller who asked for TF32 (CUDA-wide, or for matmuls alone) gets fp32 inside and TF32 back."""
     before = settings()
@@ -77,6 +86,7 @@ def test_full_fp32_overrides_and_restores_explicit_tf32():
     assert settings() == before
 
 
+@needs_fp32_precision
 def test_legacy_switches_on_torch_before_2_9():
     """Without fp32_precision (torch < 2.9) the legacy flags are switched and restored. Run in a
     fresh interpreter: on this torch the legacy setters rewrite the new settings for good."""
@@ -113,6 +123,7 @@ class RecordingModel(GatedPixelCNN):
         return super().incremental_sampler(labels, count, height, width)
 
 
+@needs_fp32_precision
 def test_sampling_and_evaluation_run_in_full_fp32_unless_tf32():
     torch.manual_seed(0)
     spec = ModelSpec(1, 3, 3, 2, 0)
@@ -149,6 +160,7 @@ def recording_forward(monkeypatch) -> list:
     return seen
 
 
+@needs_fp32_precision
 def test_cli_sample_and_eval_are_full_fp32_unless_tf32(cli, trained, monkeypatch):
     outside = tf32_settings()
     seen = recording_forward(monkeypatch)
@@ -164,3 +176,98 @@ def test_cli_sample_and_eval_are_full_fp32_unless_tf32(cli, trained, monkeypatch
         assert seen and set(seen) == {expected}
     help_text = " ".join(cli("sample", "--help").stdout.split() + cli("eval", "--help").stdout.split())
     assert help_text.count("--tf32") == 2 and "full fp32" in help_text
+
+
+# -- bf16 autocast: the head and the likelihood stay fp32 ------------------------------------------
+
+LEVELS, LEVEL = 256, 243  # a level near 1, where bf16's spacing (2^-8) is half a bin (2 / 255)
+#: |bf16 loss - fp32 loss| / fp32 loss allowed on the same weights: the body's bf16 rounding leaves
+#: at most 2.6e-5 here, where a head rounded to bf16 gave 1.9e-3 to 2.1e-2.
+BF16_LOSS_TOLERANCE = 1e-4
+
+
+def confident_gated(spec: ModelSpec) -> nn.Module:
+    """A gated model whose head is as sharp as a trained one's: logits of about 10 to 30 set by the
+    bias (the body's contribution scaled down, so what is measured is the head's own rounding)."""
+    model = GatedPixelCNN(spec, ArchitectureConfig(causal_ksize=3, hidden_ksize=3, hidden_fmaps=12, out_hidden_fmaps=12,
+                                                   hidden_layers=1))
+    with torch.no_grad():
+        model.head.logits.weight.mul_(0.01)
+        bias = model.head.logits.bias.view(spec.channels, LEVELS)
+        bias.normal_(0, 8)
+        bias[:, LEVEL - 1 : LEVEL + 1] += 25
+    return model.eval()
+
+
+def confident_pixelcnnpp(spec: ModelSpec) -> nn.Module:
+    """A PixelCNN++ whose mixtures are as sharp as a trained one's: components about a bin wide
+    (log-scale -5.3), their means within half a bin of the data."""
+    model = PixelCNNPP(spec, PixelCNNPPOptions(nr_resnet=1, nr_filters=12, nr_logistic_mix=3, dropout=0.0))
+    k, c = 3, spec.channels
+    with torch.no_grad():
+        out = model.net.out
+        out.weight.mul_(0.01)
+        out.bias[k : k + c * k] = levels_to_input(torch.tensor(LEVEL), LEVELS) + torch.linspace(-0.003, 0.001, c * k)
+        out.bias[k + c * k : k + 2 * c * k] = -5.3
+    return model.eval()
+
+
+def loss_and_output_dtype(model: nn.Module, levels: torch.Tensor, bf16: bool) -> tuple[float, torch.dtype]:
+    """The training loss (nats/dim) as the loop computes it, forward under autocast when ``bf16``."""
+    x = levels_to_input(levels, LEVELS)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            output = model(x)
+            loss = nll_per_dim(model, output, x, levels).mean()  # inside autocast too: it must not matter
+    return loss.item(), output.dtype
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("build", [confident_gated, confident_pixelcnnpp], ids=["gated", "pixelcnnpp"])
+def test_bf16_loss_matches_fp32_on_the_same_weights(build, channels):
+    torch.manual_seed(0)
+    spec = ModelSpec(channels, 6, 6, LEVELS, 0)
+    model = build(spec)
+    levels = torch.full((4, channels, 6, 6), LEVEL)
+    levels[:, :, ::2] -= 1
+    fp32, fp32_dtype = loss_and_output_dtype(model, levels, bf16=False)
+    bf16, bf16_dtype = loss_and_output_dtype(model, levels, bf16=True)
+    gap = abs(bf16 - fp32) / fp32
+    assert gap < BF16_LOSS_TOLERANCE, f"fp32 {fp32:.6f}, bf16 {bf16:.6f} nats/dim: relative gap {gap:.2e}"
+    assert fp32_dtype == bf16_dtype == torch.float32  # the head computes in fp32 under autocast
+
+
+def test_in_fp32_turns_autocast_off_for_the_layer():
+    layer = nn.Linear(4, 3)
+    x = torch.randn(2, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16
+        assert in_fp32(layer, x).dtype == torch.float32
+        assert in_fp32(layer, x.bfloat16()).dtype == torch.float32
+        assert layer(x).dtype == torch.bfloat16  # and autocast is back after it
+    assert torch.equal(in_fp32(layer, x), layer(x))  # outside autocast: the layer itself
+
+
+def losses_of(precision: str, tmp_path: Path) -> list[float]:
+    """The training loss of each of 30 steps of a tiny gated model on mnist-sample at 256 levels."""
+    losses = []
+
+    class Losses(Callback):
+        def on_batch_end(self, epoch, batch, batches, loss, speed, lr):
+            losses.append(loss)
+
+    cfg = TrainConfig(dataset="mnist-sample", color_levels=LEVELS, unconditional=True, batch_size=8, max_steps=30,
+                      epochs=100, limit_test_batches=1, epoch_samples=0, seed=0, device="cpu", learning_rate=2e-2,
+                      hidden_fmaps=8, out_hidden_fmaps=8, hidden_layers=1, causal_ksize=3, hidden_ksize=3,
+                      precision=precision, output_dir=str(tmp_path), run_name=precision, log_every=1)
+    train(cfg, [Losses()])
+    assert len(losses) == 30
+    return losses
+
+
+def test_a_short_bf16_run_learns_as_well_as_fp32(tmp_path):
+    """30 steps (about 2 s each way): the loss falls from about 8.5 to about 2.3 nats/dim in both."""
+    fp32, bf16 = losses_of("fp32", tmp_path), losses_of("bf16", tmp_path)
+    final_fp32, final_bf16 = sum(fp32[-5:]) / 5, sum(bf16[-5:]) / 5
+    assert final_fp32 < 0.5 * fp32[0]  # it learned something
+    assert abs(final_bf16 - final_fp32) / final_fp32 < 0.03, (final_fp32, final_bf16)

@@ -4,7 +4,7 @@ Commands: ``pixelcnn train``, ``sample``, ``eval``, ``score``, ``runs``, ``plot`
 ``inspect-masks`` and ``plugins`` (:mod:`pixelcnn_cli.cli`). Everything a plugin author or a
 notebook may rely on is importable from here, and only that is public API (the README's plugin
 guide lists it): the plugin contract, the errors a plugin raises, the masked building blocks of
-the PixelCNN family and the picture reader every command uses.
+the PixelCNN family, the fp32 head helper and the picture reader every command uses.
 """
 
 from importlib import import_module
@@ -29,6 +29,7 @@ _LAZY = {
     **dict.fromkeys(("MaskedConv2d", "masked_1x1", "OutputHead"), ".models.gated.layers"),
     **dict.fromkeys(("conv_mask", "channel_groups"), ".models.gated.masks"),
     **dict.fromkeys(("read_picture", "PictureError", "PICTURE_EXTENSIONS"), ".images"),
+    "in_fp32": ".autocast",
 }
 
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         SupportsIncremental,
         TensorImageDataset,
     )
+    from .autocast import in_fp32
     from .images import PICTURE_EXTENSIONS, PictureError, read_picture
     from .models.gated.layers import MaskedConv2d, OutputHead, masked_1x1
     from .models.gated.masks import channel_groups, conv_mask
@@ -64,6 +66,8 @@ __all__ = [
     "PixelCNNError", "ConfigError", "DataError", "PluginError", "CheckpointError",
     # masked building blocks (the gated model's, for masked model plugins)
     "MaskedConv2d", "masked_1x1", "OutputHead", "conv_mask", "channel_groups",
+    # precision: a head that stays fp32 under bf16 autocast
+    "in_fp32",
     # pictures, read as every command reads them
     "read_picture", "PictureError", "PICTURE_EXTENSIONS",
 ]

@@ -14,6 +14,10 @@ Both are computed pixel by pixel (the host passes single pixels when sampling). 
 the samplers and the causality check all go through :func:`nll_per_dim` and
 :func:`level_logits`, so a model with its own likelihood is trained, scored, sampled and
 checked exactly as one with logits.
+
+Both compute in fp32 with autocast off (:func:`~pixelcnn_cli.autocast.autocast_off`), whatever
+autocast the caller is in and whatever dtype the output has: under ``--precision bf16`` the loss
+training optimises is then the one eval reports, up to the network body's rounding.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .autocast import autocast_off, to_fp32
 
 
 def inner_model(model: nn.Module, attribute: str) -> nn.Module | None:
@@ -35,15 +41,19 @@ def inner_model(model: nn.Module, attribute: str) -> nn.Module | None:
 def nll_per_dim(model: nn.Module, output: torch.Tensor, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """``-log p`` in nats of every colour of every pixel, ``B x C x H x W`` (``x``: the input, ``levels``: the same as levels)."""
     own = inner_model(model, "nll")
-    if own is not None:
-        return own.nll(output, x)
-    return F.cross_entropy(output.float(), levels, reduction="none")
+    output = to_fp32(output)
+    with autocast_off(output.device.type):
+        if own is not None:
+            return own.nll(output, x)
+        return F.cross_entropy(output, levels, reduction="none")
 
 
 def level_logits(model: nn.Module, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Unnormalised log-probabilities of every level, ``B x L x C x H x W``: the logits themselves,
     or the model's ``level_log_probs``."""
     own = inner_model(model, "level_log_probs")
-    if own is not None:
+    output = to_fp32(output)
+    if own is None:
+        return output
+    with autocast_off(output.device.type):
         return own.level_log_probs(output, x)
-    return output

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...autocast import in_fp32
 from ..shifts import shift_down
 from .masks import MaskType, channel_groups, conv_mask
 
@@ -114,7 +115,10 @@ class GatedBlock(nn.Module):
 
 
 class OutputHead(nn.Module):
-    """Skip sum -> ReLU -> 1x1 -> ReLU -> 1x1 to ``channels * color_levels`` logits (colour-causal)."""
+    """Skip sum -> ReLU -> 1x1 -> ReLU -> 1x1 to ``channels * color_levels`` logits (colour-causal).
+
+    It computes in fp32 under autocast too (:func:`~pixelcnn_cli.autocast.in_fp32`): bf16 logits
+    would round the softmax that training optimises and eval reports."""
 
     def __init__(self, fmaps: int, out_fmaps: int, data_channels: int, color_levels: int):
         super().__init__()
@@ -127,8 +131,10 @@ class OutputHead(nn.Module):
         self.relu = nn.ReLU()  # a module, so the causality check can make it leaky
 
     def forward(self, skip: torch.Tensor) -> torch.Tensor:
-        x = self.logits(self.relu(self.hidden(self.relu(skip))))
+        x = in_fp32(self._logits, skip)
         b, _, height, width = x.shape
         # channel index c * L + l  ->  (batch, L, C, H, W)
         return x.view(b, self.data_channels, self.color_levels, height, width).transpose(1, 2)
 
+    def _logits(self, skip: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.relu(self.hidden(self.relu(skip))))

@@ -6,7 +6,8 @@ bring in differ from data), then two streams: ``u`` sees the rows above a pixel,
 above and the pixels to its left. An up pass of 3 stages (``nr_resnet`` gated resnet blocks each,
 a stride-2 down-sampling between stages) pushes every map onto two stacks; a down pass of 3 stages
 (``nr_resnet``, then ``nr_resnet + 1`` blocks, a stride-2 transposed up-sampling between stages)
-pops them as the blocks' auxiliary inputs (U-net style). Output: ``nin(elu(ul))``.
+pops them as the blocks' auxiliary inputs (U-net style). Output: ``nin(elu(ul))``, in fp32 even
+under autocast.
 
 Causality, by induction over layers, for a map at scale ``s`` (1, 2 or 4 input pixels per cell):
 a ``u`` cell ``(p, q)`` depends only on input rows ``< s*p``; a ``ul`` cell ``(p, q)`` only on input
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...autocast import in_fp32
 from ..shifts import concat_elu, shift_down, shift_right
 
 
@@ -219,4 +221,6 @@ class PixelCNNPPNet(nn.Module):
                 u = u_block(u, u_list.pop(), labels)
                 ul = ul_block(ul, torch.cat([u, ul_list.pop()], dim=1), labels)
         assert not u_list and not ul_list, "every map of the up pass is used once in the down pass"
-        return self.out(F.elu(ul))
+        # fp32 under autocast too: the mixture's means and log-scales, rounded to bf16, would move
+        # by a sizeable part of a 256-level bin (pixelcnn_cli.autocast)
+        return in_fp32(self.out, F.elu(ul))
