@@ -2,6 +2,7 @@
 example plugins that use only the public API (what ``pixelcnn_cli`` exports)."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,12 @@ def test_example_plugins_import_only_the_public_api():
 def test_every_public_name_resolves():
     for name in pixelcnn_cli.__all__:
         assert getattr(pixelcnn_cli, name) is not None, name
+
+
+def test_the_readme_lists_every_public_name():
+    """The plugin guide's table of public names is the whole of ``pixelcnn_cli.__all__``."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("**The public API.**"):]
+    table = table[: table.index("\n\n", table.index("| name |"))]
+    listed = set(re.findall(r"`(\w+)`", table))
+    assert [name for name in pixelcnn_cli.__all__ if name not in listed] == []
