@@ -72,6 +72,9 @@ class TrainConfig(ArchitectureConfig):
     batch_size: int = Field(32, gt=0, description="Images per mini-batch (per process under torchrun)")
     learning_rate: float = Field(1e-4, gt=0, description="Adam learning rate")
     weight_decay: float = Field(1e-4, ge=0, description="Adam weight decay")
+    adam_betas: tuple[float, float] = Field(
+        (0.9, 0.999), description="Adam's two moment decays, beta1 beta2, each in [0, 1) (PixelCNN++: 0.95 0.9995)"
+    )
     max_norm: float = Field(1.0, ge=0, description="Gradient norm clipping threshold (0: no clipping)")
     lr_schedule: Literal["constant", "cyclic", "cosine", "exponential", "decay"] = Field(
         "cyclic", description="Learning-rate schedule: cyclic (the seed's lr..10*lr triangle), cosine, exponential (to lr/100 at the end), decay (times --lr-decay every step, as PixelCNN++), constant"
@@ -103,6 +106,13 @@ class TrainConfig(ArchitectureConfig):
     checkpoint_every: int = Field(0, ge=0, description="Also save checkpoints/last.pt every N steps inside an epoch (0: at epoch ends only)")
     wandb: bool = Field(False, description="Log to Weights & Biases")
     wandb_project: str = Field("pixelcnn", description="Weights & Biases project")
+
+    @field_validator("adam_betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= beta < 1 for beta in value):
+            raise ValueError(f"each must be in [0, 1) (got {value[0]} {value[1]})")
+        return value
 
     @field_validator("run_name")
     @classmethod

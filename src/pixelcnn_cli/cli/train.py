@@ -52,6 +52,8 @@ def train(
     hidden_layers: Annotated[Optional[int], typer.Option(help=default(T, "hidden_layers"))] = None,
     learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", "--lr", help=default(T, "learning_rate"))] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help=default(T, "weight_decay"))] = None,
+    adam_betas: Annotated[Optional[tuple[float, float]], typer.Option(
+        metavar="B1 B2", help=default(T, "adam_betas"))] = None,
     max_norm: Annotated[Optional[float], typer.Option(help=default(T, "max_norm"))] = None,
     lr_schedule: Annotated[Optional[str], typer.Option(help=default(T, "lr_schedule"))] = None,
     lr_decay: Annotated[Optional[float], typer.Option(help=default(T, "lr_decay"))] = None,

@@ -27,10 +27,11 @@ from ..errors import TrainingError
 FUSED_DEVICE_TYPES = ("cuda", "cpu", "xpu", "mps")
 
 
-def make_adam(params: Iterable[nn.Parameter], lr: float, weight_decay: float, device: torch.device) -> torch.optim.Adam:
+def make_adam(params: Iterable[nn.Parameter], lr: float, weight_decay: float, device: torch.device,
+              betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     params = list(params)
     fused = device.type in FUSED_DEVICE_TYPES and all(p.is_floating_point() for p in params)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused or None)
 
 
 def is_guarded(optimizer: torch.optim.Optimizer) -> bool:

@@ -105,7 +105,8 @@ def build_run(config: TrainConfig, ctx: DistContext, device: torch.device, state
 def _optimiser(config: TrainConfig, model: nn.Module, device: torch.device,
                point: ResumePoint | None) -> tuple[torch.optim.Optimizer, WeightAverage | None]:
     """Adam and the moving average; on resume, the weights and both their saved states."""
-    optimizer = make_adam(model.parameters(), config.learning_rate, config.weight_decay, device)
+    optimizer = make_adam(model.parameters(), config.learning_rate, config.weight_decay, device,
+                          betas=config.adam_betas)
     if point is None:
         return optimizer, WeightAverage(model, config.ema) if config.ema else None
     ckpt, train_state = point.checkpoint, point.checkpoint["train_state"]
