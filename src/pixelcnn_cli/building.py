@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from pydantic import BaseModel
 from torch import nn
 
 from . import registry
-from .config import TrainConfig, validate
+from .config import ArchitectureConfig, TrainConfig, validate
 from .contracts import ImageData, ModelSpec
 from .errors import CheckpointError, ConfigError, DataError, PixelCNNError, PluginError
 
@@ -68,6 +68,33 @@ def model_option_values(config: TrainConfig, plugin: Any) -> dict[str, Any]:
     declared = set(plugin.options_model.model_fields)
     values = {k: v for k, v in config.architecture().items() if k in declared and k in config.model_fields_set}
     return {**values, **config.model_options}
+
+
+def given_architecture(config: TrainConfig) -> list[str]:
+    """The architecture fields (``--hidden-layers`` ...) that were given: flag, config file or preset."""
+    return [name for name in ArchitectureConfig.model_fields if name in config.model_fields_set]
+
+
+def refuse_undeclared_flags(model_name: str, given: Iterable[str]) -> None:
+    """Refuse the architecture flags ``given`` that model ``model_name`` does not take.
+
+    A model takes the flags its options model declares (gated and classic declare all five,
+    PixelCNN++ none): anything else would be recorded in the run's config and never used. The
+    error names what the model does take, flags and ``--model-option`` keys.
+    """
+    declared = set(registry.models.get(model_name).options_model.model_fields)
+    unknown = [name for name in given if name not in declared]
+    if not unknown:
+        return
+    flags = [_flag(name) for name in ArchitectureConfig.model_fields if name in declared]
+    keys = sorted(declared - set(ArchitectureConfig.model_fields))
+    takes = "; ".join(part for part in (", ".join(flags), keys and "--model-option " + ", ".join(keys)) if part)
+    raise ConfigError(f"{', '.join(map(_flag, unknown))}: model {model_name!r} has no such option "
+                      f"(it takes: {takes or 'none'})")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _call_plugin(reg: registry.Registry, name: str, call: Callable[[], Any]) -> Any:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from . import registry
-from .building import plugin_options
+from .building import plugin_options, refuse_undeclared_flags
 from .causality import MIN_CHECK_SIZE, CausalityReport, check_causality, full_view_size
 from .config import ArchitectureConfig
 from .contracts import ModelSpec
@@ -61,12 +61,8 @@ def build_fresh(model_name: str, spec: ModelSpec, flags: dict[str, Any], extra: 
     ``flags`` are the architecture flags the user gave (the plugin's own defaults fill the
     rest); a flag the plugin does not declare is an error rather than silently ignored.
     """
+    refuse_undeclared_flags(model_name, flags)
     plugin = registry.models.get(model_name)
-    declared = set(plugin.options_model.model_fields)
-    unknown = sorted(k for k in flags if k not in declared)
-    if unknown:
-        names = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise ConfigError(f"{names}: model {model_name!r} has no such option (it takes: {', '.join(sorted(declared)) or 'none'})")
     options = plugin_options(plugin, {**flags, **extra}, "model_options")
     return plugin.build(options, spec), options
 

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from .. import __version__, distributed, registry
-from ..building import build_data, build_model, place_model, spec_for, spec_to_dict
+from ..building import (build_data, build_model, given_architecture, place_model, refuse_undeclared_flags, spec_for,
+                        spec_to_dict)
 from ..checkpoint import state_bytes
 from ..config import TrainConfig
 from ..contracts import ModelSpec
@@ -67,6 +68,8 @@ def build_run(config: TrainConfig, ctx: DistContext, device: torch.device, state
               point: ResumePoint | None) -> RunParts:
     """Everything the loop trains with; fills in ``state``'s data seed (a new run) and fits its
     position to this run's batches and processes (a resumed one)."""
+    if point is None:  # before the data loads; a resumed run's config records every field, used or not
+        refuse_undeclared_flags(config.model, given_architecture(config))
     data = distributed.main_first(ctx, lambda: build_data(config.dataset, config.data_dir, config.download,
                                                            config.dataset_options))
     spec = spec_for(config, data)
