@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from torch import nn
 
+from ..presets import gpu_sized_hint
 from ..training import Callback, EpochMetrics, RunInfo, TrainResult
 
 
@@ -53,6 +54,9 @@ class TrainingProgress(Callback):
             f"{info.spec.channels}x{info.spec.height}x{info.spec.width}, {c.color_levels} levels) · model {c.model} "
             f"({info.parameters:,} parameters) · device {info.device}"
         )
+        hint = gpu_sized_hint(c, info.parameters, info.device)
+        if hint:  # before the first step, which on the CPU may take minutes at this size
+            self.console.print(hint, style="yellow", highlight=False)
 
     def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         self.epochs = epochs
