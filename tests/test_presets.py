@@ -13,11 +13,12 @@ from test_training import config, one_error_line, rates_of
 
 from pixelcnn_cli import presets
 from pixelcnn_cli.building import build_model
-from pixelcnn_cli.checkpoint import load_checkpoint
+from pixelcnn_cli.checkpoint import load_checkpoint, save_checkpoint
+from pixelcnn_cli.cli.progress import TrainingProgress
 from pixelcnn_cli.config import ArchitectureConfig, TrainConfig
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.training.schedules import lr_factor
-from pixelcnn_cli.training import Callback, train
+from pixelcnn_cli.training import Callback, RunInfo, train
 
 CIFAR = ModelSpec(channels=3, height=32, width=32, color_levels=256, num_classes=10)
 
@@ -46,6 +47,13 @@ def test_the_paper_presets_hold_the_papers_settings():
     assert pp.model_options == {"nr_resnet": 5, "nr_filters": 160, "nr_logistic_mix": 10, "dropout": 0.5}
     assert (pp.learning_rate, pp.lr_schedule, pp.lr_decay, pp.ema) == (1e-3, "decay", 0.999995, 0.9995)
     assert pp.max_norm == 0  # the paper clips nothing
+    # the run behind each paper's number: unconditional CIFAR-10 at 256 levels, nothing left to add
+    for paper in (gated, pp):
+        assert (paper.dataset, paper.color_levels, paper.unconditional) == ("cifar", 256, True)
+        assert paper.batch_size == 128  # one process; the source says how 8 torchrun processes get it
+        assert "--batch-size 16" in presets.PRESETS[paper.preset].source
+    assert pp.adam_betas == (0.95, 0.9995)  # openai/pixel-cnn's mom1, mom2
+    assert (gated.max_steps, gated.adam_betas) == (200_000, (0.9, 0.999))
 
 
 def test_preset_sits_under_config_file_and_flags_and_is_recorded(cli, tmp_path):
@@ -71,7 +79,8 @@ def test_preset_sits_under_config_file_and_flags_and_is_recorded(cli, tmp_path):
 
 def test_preset_named_in_a_config_file(cli, tmp_path):
     (tmp_path / "c.yaml").write_text("preset: pixelcnnpp-cpu\nmodel_options:\n  nr_filters: 8\n")
-    result = cli("train", *QUICK, "--epochs", "1", "--config", "c.yaml", "--run-name", "pp")
+    quick = QUICK[: QUICK.index("--hidden-fmaps")]  # without the gated flags, which pixelcnnpp refuses
+    result = cli("train", *quick, "--epochs", "1", "--config", "c.yaml", "--run-name", "pp")
     assert result.exit_code == 0, result.stderr
     recorded = json.loads((tmp_path / "runs" / "pp" / "config.json").read_text())
     assert recorded["config"]["model"] == "pixelcnnpp"
@@ -100,6 +109,45 @@ def test_hint_names_a_preset_when_the_seed_defaults_meet_256_levels(cli):
     assert presets.small_defaults_hint(TrainConfig(color_levels=256, learning_rate=1e-3)) is None
     assert presets.small_defaults_hint(TrainConfig(color_levels=256, hidden_fmaps=60)) is None
     assert presets.small_defaults_hint(TrainConfig(color_levels=256, **ArchitectureConfig().model_dump())) is not None
+
+
+def test_hint_names_the_cpu_preset_when_a_gpu_sized_model_meets_the_cpu():
+    pp = TrainConfig(model="pixelcnnpp")
+    line = presets.gpu_sized_hint(pp, 53_600_000, "cpu")
+    assert line.startswith("hint: this pixelcnnpp has 53.6M parameters") and "--preset pixelcnnpp-cpu" in line
+    assert "--preset gated-cpu" in presets.gpu_sized_hint(TrainConfig(), 5_000_000, torch.device("cpu"))
+    assert presets.gpu_sized_hint(pp, 53_600_000, torch.device("cuda", 0)) is None  # sized for it
+    assert presets.gpu_sized_hint(pp, 4_999_999, "cpu") is None  # the -cpu presets' size: nothing to say
+    # a plugin model without a -cpu preset still hears why, without a preset that does not exist
+    assert "--preset" not in presets.gpu_sized_hint(TrainConfig(model="classic"), 6_000_000, "cpu")
+
+
+def test_training_prints_the_gpu_sized_hint_before_the_first_step():
+    from rich.console import Console
+
+    console = Console(record=True, width=400)
+    info = RunInfo(run_dir=".", device=torch.device("cpu"), spec=CIFAR, parameters=53_600_000, train_images=1,
+                   test_images=1, batches_per_epoch=1, config=TrainConfig(model="pixelcnnpp"))
+    TrainingProgress(console).on_train_start(info, torch.nn.Linear(1, 1))
+    (line,) = hints(console.export_text())
+    assert "--preset pixelcnnpp-cpu" in line
+    info.parameters = 100_000
+    TrainingProgress(console).on_train_start(info, torch.nn.Linear(1, 1))
+    assert len(hints(console.export_text())) == 0  # export_text clears: the small model printed no hint
+
+
+def test_a_checkpoint_of_a_removed_preset_still_loads_samples_and_resumes(cli, trained):
+    # the name is history: the checkpoint's resolved values are the run, whatever became of the preset
+    for name in ("best.pt", "last.pt"):
+        ckpt = load_checkpoint(trained.parent / name)
+        ckpt["config"]["preset"] = "some-removed-preset"
+        save_checkpoint(trained.parent / name, ckpt)
+    sampled = cli("sample", "-m", trained, "-c", "1", "--output-fname", "one.png")
+    assert sampled.exit_code == 0, sampled.stderr
+    resumed = cli("train", "--resume", trained.parent.parent, "--epochs", "2", "--limit-test-batches", "1",
+                  "--epoch-samples", "0")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert load_checkpoint(trained.parent / "last.pt")["config"]["preset"] == "some-removed-preset"
 
 
 # -- --max-minutes ----------------------------------------------------------------------------------
