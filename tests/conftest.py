@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 
 import pytest
 import torch
@@ -44,10 +45,29 @@ def cli(runner):
     return invoke
 
 
-@pytest.fixture
-def trained(cli, tmp_path):
-    """A tiny conditional model trained for one short epoch on mnist-sample; returns its best checkpoint."""
-    result = cli("train", "--dataset", "mnist-sample", "--epochs", "1", "--limit-train-batches", "3",
-                 "--batch-size", "16", "--epoch-samples", "2", "--seed", "0", "--run-name", "tiny", *TINY)
+@pytest.fixture(scope="session")
+def _trained_once(tmp_path_factory):
+    """The tiny run behind ``trained``, trained once per session in a folder of its own."""
+    home = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(home)
+        patch.setenv("WANDB_MODE", "offline")
+        patch.setenv("WANDB_DIR", str(home))
+        torch.set_num_threads(1)
+        result = CliRunner().invoke(app, ["train", "--dataset", "mnist-sample", "--epochs", "1", "--limit-train-batches",
+                                          "3", "--batch-size", "16", "--epoch-samples", "2", "--seed", "0",
+                                          "--run-name", "tiny", *TINY])
     assert result.exit_code == 0, result.stderr + result.stdout
-    return tmp_path / "runs" / "tiny" / "checkpoints" / "best.pt"
+    return home / "runs" / "tiny"
+
+
+@pytest.fixture
+def trained(_trained_once, tmp_path):
+    """A tiny conditional model trained for one short epoch on mnist-sample; returns its best checkpoint.
+
+    The run is trained once per session and copied into each test's folder (``runs/tiny``), so a
+    test may change or break its copy freely.
+    """
+    run = tmp_path / "runs" / "tiny"
+    shutil.copytree(_trained_once, run)
+    return run / "checkpoints" / "best.pt"
