@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -28,6 +29,12 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("PIXELCNN_DISABLE_PLUGINS", raising=False)
     torch.set_num_threads(1)  # tiny models: a second thread costs more than it gives
     yield
+
+
+@pytest.fixture
+def all_threads():
+    """Every core for a test whose model is big enough to use them (the shipped one, say)."""
+    torch.set_num_threads(os.cpu_count() or 1)
 
 
 @pytest.fixture

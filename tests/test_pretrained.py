@@ -23,7 +23,7 @@ def test_it_ships_and_is_small():
     assert "optimizer_state" not in checkpoint and "train_state" not in checkpoint  # inference only
 
 
-def test_commands_use_it_when_there_is_no_run(cli, tmp_path):
+def test_commands_use_it_when_there_is_no_run(cli, tmp_path, all_threads):
     result = cli("sample", "--label", "3", "-c", "4", "--seed", "0")
     assert result.exit_code == 0, result.stderr
     assert "using the mnist-sample model that ships with pixelcnn (-m pretrained:mnist-sample)" in result.stderr
@@ -40,7 +40,7 @@ def test_commands_use_it_when_there_is_no_run(cli, tmp_path):
     assert "no pretrained model 'cifar'" in cli("eval", "-m", "pretrained:cifar").stderr
 
 
-def test_its_classes_mean_something(tmp_path):
+def test_its_classes_mean_something(tmp_path, all_threads):
     """Bayes' rule on the shipped model (the class with the highest p(x|y)) names most test digits:
     its samples of class 3 come from a model that knows what a 3 is."""
     checkpoint = load_checkpoint(pretrained.pretrained_path("mnist-sample"))
