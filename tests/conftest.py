@@ -33,8 +33,10 @@ def _isolated(tmp_path, monkeypatch):
 
 @pytest.fixture
 def all_threads():
-    """Every core for a test whose model is big enough to use them (the shipped one, say)."""
-    torch.set_num_threads(os.cpu_count() or 1)
+    """The cores for a test whose model is big enough to use them (the shipped one, say): all of
+    them, or under ``pytest -n N`` this worker's share, since the others are busy too."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture

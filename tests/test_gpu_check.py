@@ -21,7 +21,7 @@ SKIP_LINE = "skipping the CUDA tests, compile, bf16 and NCCL steps"
 def run_check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path / "out" / "gpu_check.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--out", str(out)], cwd=tmp_path,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False)
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300, check=False)
     return done, json.loads(out.read_text())
 
 
