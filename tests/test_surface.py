@@ -1,0 +1,109 @@
+"""One surface: an option that several commands take has the same name, aliases, default and help on each.
+
+The walk reads the Typer app's click commands (no torch is loaded), so a new command or option is
+checked as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+
+from pixelcnn_cli.cli.app import app
+from pixelcnn_cli.config import TrainConfig
+
+COMPUTE = ("train", "sample", "eval", "score", "inspect-masks")
+DATA = ("eval", "score", "sample")
+
+#: option (its primary long name) -> the commands that must take it, all alike
+SHARED = {
+    "--runs-dir": ("train", "sample", "eval", "score", "runs", "plot"),
+    "--cuda": COMPUTE,
+    "--device": COMPUTE,
+    "--dataset": DATA,
+    "--split": DATA,
+    "--dataset-option": DATA,
+    "--data-dir": DATA,
+    "--download": DATA,
+    "--label": ("sample", "score"),
+    "--output": ("sample", "score", "plot", "inspect-masks"),
+}
+
+#: aliases one command keeps beyond the shared ones (the seed's names, or a command's old name)
+EXTRA_ALIASES = {("sample", "--output"): {"--output-fname"}, ("train", "--runs-dir"): {"--output-dir"}}
+#: shared options whose default and help rightly differ per command (what the file is)
+OWN_DEFAULT_AND_HELP = {"--output"}
+#: (command, option) whose default differs from the others', with the word its help must use to say why
+DIFFERENT_DEFAULT = {("inspect-masks", "--cuda"): "CPU"}
+
+
+def commands() -> dict:
+    group = typer.main.get_command(app)
+    return dict(group.commands)
+
+
+def option(command, name: str):
+    for param in command.params:
+        if name in param.opts or name in param.secondary_opts:
+            return param
+    return None
+
+
+def aliases(param) -> set[str]:
+    return set(param.opts) | set(param.secondary_opts)
+
+
+def effective_default(command_name: str, param):
+    """train's flags default to None so config files can layer under them: read TrainConfig's default."""
+    if command_name == "train" and param.default is None and param.name in TrainConfig.model_fields:
+        return TrainConfig.model_fields[param.name].get_default(call_default_factory=True)
+    return param.default
+
+
+def test_every_command_that_needs_a_shared_option_has_it():
+    found = commands()
+    missing = [f"{c} {name}" for name, owners in SHARED.items() for c in owners if option(found[c], name) is None]
+    assert not missing
+
+
+@pytest.mark.parametrize("name", sorted(SHARED))
+def test_shared_options_agree(name):
+    found = commands()
+    params = {c: option(found[c], name) for c in SHARED[name] if option(found[c], name) is not None}
+    names = {c: aliases(p) - EXTRA_ALIASES.get((c, name), set()) for c, p in params.items()}
+    assert len({frozenset(v) for v in names.values()}) == 1, names
+    if name in OWN_DEFAULT_AND_HELP:
+        return
+    same = {c: p for c, p in params.items() if (c, name) not in DIFFERENT_DEFAULT}
+    defaults = {c: effective_default(c, p) for c, p in same.items()}
+    assert len({json.dumps(v) for v in defaults.values()}) == 1, defaults
+    helps = {c: p.help for c, p in same.items()}
+    assert len(set(helps.values())) == 1, helps
+    for (c, n), word in DIFFERENT_DEFAULT.items():
+        if n == name:
+            assert word in params[c].help, params[c].help
+
+
+def test_any_option_on_several_commands_has_the_same_aliases():
+    seen: dict[str, dict[str, set[str]]] = {}
+    for c, command in commands().items():
+        for param in command.params:
+            if not isinstance(param, typer.core.click.Option) or param.name == "help":
+                continue
+            longest = max(param.opts, key=len)
+            seen.setdefault(longest, {})[c] = aliases(param) - EXTRA_ALIASES.get((c, longest), set())
+    differing = {n: by for n, by in seen.items() if len({frozenset(v) for v in by.values()}) > 1}
+    assert not differing
+
+
+def test_seed_aliases_still_work(cli, trained, tmp_path):
+    """sample keeps --output-fname and --l, and -1 for random classes; train keeps --output-dir."""
+    result = cli("sample", "-m", trained, "-c", "2", "--l", "-1", "--output-fname", "old.png", "--height", "4",
+                 "--width", "4")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "old.png").exists()
+    result = cli("sample", "-m", trained, "-c", "2", "--label", "3", "-o", "new.png", "--height", "4", "--width", "4")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "new.png").exists()
