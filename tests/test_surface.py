@@ -90,10 +90,11 @@ def test_any_option_on_several_commands_has_the_same_aliases():
     seen: dict[str, dict[str, set[str]]] = {}
     for c, command in commands().items():
         for param in command.params:
-            if not isinstance(param, typer.core.click.Option) or param.name == "help":
+            if param.param_type_name != "option" or param.name == "help":
                 continue
-            longest = max(param.opts, key=len)
-            seen.setdefault(longest, {})[c] = aliases(param) - EXTRA_ALIASES.get((c, longest), set())
+            shared = [n for n in aliases(param) if n in SHARED]
+            key = shared[0] if shared else max(param.opts, key=len)
+            seen.setdefault(key, {})[c] = aliases(param) - EXTRA_ALIASES.get((c, key), set())
     differing = {n: by for n, by in seen.items() if len({frozenset(v) for v in by.values()}) > 1}
     assert not differing
 

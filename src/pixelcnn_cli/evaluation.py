@@ -30,6 +30,15 @@ class EvalResult:
         return {"nats_per_image": self.nats_per_image, "bits_per_dim": self.bits_per_dim, "images": self.images}
 
 
+def figure_of(spec: ModelSpec, conditional: bool) -> dict[str, str | bool | int]:
+    """What a likelihood figure is, so nobody compares a conditional 2-level figure with an
+    unconditional 256-level one: ``-log p(x|y)`` or ``-log p(x)``, and the colour levels."""
+    what = "-log p(x|y)" if conditional else "-log p(x)"
+    kind = "class-conditional" if conditional else "unconditional" if not spec.num_classes else "marginal over classes"
+    return {"likelihood": what, "conditional": conditional, "color_levels": spec.color_levels,
+            "description": f"{what} ({kind}), {spec.color_levels} colour levels"}
+
+
 def nll_terms(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, color_levels: int, tf32: bool = False
 ) -> torch.Tensor:

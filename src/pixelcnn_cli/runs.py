@@ -120,7 +120,7 @@ def check_free_space(folder: Path, needed: int) -> None:
     if free < needed:
         raise TrainingError(
             f"not enough disk space in {folder}: {free / 2**20:.1f} MiB free, the checkpoints need about "
-            f"{needed / 2**20:.1f} MiB; free some space or choose another --output-dir"
+            f"{needed / 2**20:.1f} MiB; free some space or choose another --runs-dir"
         )
 
 
@@ -235,7 +235,7 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
     """Every run folder directly under ``runs_dir``, oldest first."""
     root = Path(runs_dir)
     if not root.is_dir():
-        raise ConfigError(f"no runs folder {root}; train with `pixelcnn train` (runs go to --output-dir, default runs/)")
+        raise ConfigError(f"no runs folder {root}; train with `pixelcnn train` (runs go to --runs-dir, default runs/)")
     found = [s for s in (summarize(p) for p in root.iterdir() if p.is_dir()) if s is not None]
     return sorted(found, key=lambda s: s.updated)
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .contracts import ModelSpec
+from .datachoice import SPLITS, DataChoice, split_of
 from .errors import ConfigError, DataError
 from .evaluation import nll_terms
 from .images import PICTURE_EXTENSIONS, PictureError, read_picture
@@ -41,7 +42,10 @@ class ScoredImage:
 
 
 def label_mode(spec: ModelSpec, label: int | None, marginal: bool, has_labels: bool) -> LabelMode:
-    """How to condition: checks the flags against the model (one-line errors)."""
+    """How to condition: checks the flags against the model (one-line errors). ``label`` -1 is
+    ``None`` (no class fixed), as on ``pixelcnn sample``."""
+    if label == -1:
+        label = None
     if label is not None and marginal:
         raise ConfigError("--label and --marginal: give one or the other")
     if not spec.num_classes:
@@ -155,9 +159,6 @@ def dataset_batches(dataset, split: str, batch_size: int, labelled: bool) -> Ite
 
 # -- choosing the images ------------------------------------------------------------------------------
 
-SPLITS = ("test", "train")
-
-
 @dataclass
 class ImageSource:
     """A set of images to score: its name, its batches (read lazily), how many, and whether they carry classes."""
@@ -169,12 +170,11 @@ class ImageSource:
     skipped: int = 0  # unreadable pictures passed over so far
 
 
-def choose_source(images: list[str] | None, dataset: str | None, split: str, options: dict | None,
-                  data_dir: str | None, config, spec: ModelSpec, batch_size: int, strict: bool,
-                  on_skip: Callable[[PictureError], None]) -> ImageSource:
-    """Picture files and folders, or else a dataset split (the checkpoint's dataset by default)."""
+def choose_source(images: list[str] | None, choice: DataChoice, config, spec: ModelSpec, batch_size: int,
+                  strict: bool, on_skip: Callable[[PictureError], None]) -> ImageSource:
+    """Picture files and folders, or else the chosen dataset split (the checkpoint's dataset by default)."""
     if not images:
-        return dataset_source(dataset or config.dataset, split, options, data_dir, config, spec, batch_size)
+        return dataset_source(choice, config, spec, batch_size)
     files = picture_files(images)
     source = ImageSource(", ".join(images), (), len(files), False)
 
@@ -186,42 +186,39 @@ def choose_source(images: list[str] | None, dataset: str | None, split: str, opt
     return source
 
 
-def dataset_source(name: str, split: str, options: dict | None, data_dir: str | None, config, spec: ModelSpec,
-                   batch_size: int) -> ImageSource:
-    """A split of a dataset plugin's data; its options default to the training ones for the training dataset."""
-    from .building import build_data
-
-    if options is None:
-        options = config.dataset_options if name == config.dataset else {}
-    data = build_data(name, data_dir or config.data_dir, config.download, options)
+def dataset_source(choice: DataChoice, config, spec: ModelSpec, batch_size: int, name: str | None = None,
+                   split: str | None = None) -> ImageSource:
+    """A split of a dataset plugin's data: the chosen one, or ``name`` / ``split`` (see :class:`.DataChoice`)."""
+    name = name or choice.name(config)
+    split = split or choice.split
+    data = choice.load(config, name)
     if (data.channels, data.height, data.width) != (spec.channels, spec.height, spec.width):
         raise DataError(f"{name} images are {data.channels}x{data.height}x{data.width}; the model takes "
                         f"{spec.channels}x{spec.height}x{spec.width} (score picture files to have them fitted)")
-    part = data.test if split == "test" else data.train
+    part = split_of(data, split)
     labelled = bool(data.num_classes) and bool(spec.num_classes) and data.num_classes <= spec.num_classes
     return ImageSource(f"{name} {split}", dataset_batches(part, split, batch_size, labelled), len(part), labelled)
 
 
-def compare_source(compare: str, images: list[str] | None, dataset: str | None, options: dict | None,
-                   data_dir: str | None, config, spec: ModelSpec, batch_size: int, strict: bool,
-                   on_skip: Callable[[PictureError], None]) -> ImageSource:
+def compare_source(compare: str, images: list[str] | None, choice: DataChoice, config, spec: ModelSpec,
+                   batch_size: int, strict: bool, on_skip: Callable[[PictureError], None]) -> ImageSource:
     """``--compare``: a file or folder, the other split (``train``/``test``), or a dataset (``NAME[:SPLIT]``)."""
     from . import registry
 
     if Path(compare).expanduser().exists():
-        return choose_source([compare], None, "test", None, data_dir, config, spec, batch_size, strict, on_skip)
+        return choose_source([compare], choice, config, spec, batch_size, strict, on_skip)
     name, _, split = compare.partition(":")
     if name in SPLITS and not split:
         if images:
             raise ConfigError(f"--compare {compare}: a split needs a dataset to score, not picture files")
-        return dataset_source(dataset or config.dataset, name, options, data_dir, config, spec, batch_size)
+        return dataset_source(choice, config, spec, batch_size, split=name)
     names = registry.datasets.names()
     if name not in names:
         raise ConfigError(f"--compare: {compare!r} is not a file or folder, a split (test, train), "
                           f"or a dataset ({', '.join(names)})")
     if (split or "test") not in SPLITS:
         raise ConfigError(f"--compare {compare}: the split must be test or train")
-    return dataset_source(name, split or "test", None, data_dir, config, spec, batch_size)
+    return dataset_source(choice, config, spec, batch_size, name=name, split=split or "test")
 
 
 # -- numbers about the rows ---------------------------------------------------------------------------

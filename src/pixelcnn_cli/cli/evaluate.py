@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from .. import registry
+from ..datachoice import DataChoice
 from ..errors import DataError
 from . import common
-from .common import completes, device_from_flags, user_errors
-from .options import Cuda, Device, EvalModelPath, EvalTf32, RunsDir
+from .common import device_from_flags, parse_key_values, user_errors
+from .options import Cuda, DataDir, Dataset, DatasetOptions, Device, Download, EvalModelPath, EvalTf32, RunsDir, Split
 
 
 @user_errors
 def eval_command(
     model_path: EvalModelPath = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset to evaluate on [default: the one it was trained on]",
-                                                   autocompletion=completes(registry.datasets.names))] = None,
-    data_dir: Annotated[Optional[str], typer.Option(help="Dataset folder [default: the training one]")] = None,
-    download: Annotated[Optional[bool], typer.Option("--download/--no-download", help="Download missing dataset files [default: as in training]")] = None,
+    dataset: Dataset = None,
+    split: Split = "test",
+    dataset_option: DatasetOptions = None,
+    data_dir: DataDir = None,
+    download: Download = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch")] = 256,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
     runs_dir: RunsDir = "runs",
@@ -28,28 +29,30 @@ def eval_command(
     device: Device = None,
     tf32: EvalTf32 = False,
 ) -> None:
-    """Test negative log-likelihood of a trained model, in nats/image and bits/dim."""
+    """Negative log-likelihood of a trained model on a dataset split, in nats/image and bits/dim, and
+    what the figure is: -log p(x|y) (class-conditional) or -log p(x), at how many colour levels."""
+    choice = DataChoice(dataset, split, parse_key_values(dataset_option, "--dataset-option"), data_dir, download)
     # torch loads here, not at import: --help and completion stay quick
-    from ..building import build_data
     from ..data.batches import make_loader
-    from ..evaluation import evaluate
+    from ..datachoice import split_of
+    from ..evaluation import evaluate, figure_of
     from .checkpoint_choice import load_model
 
     model, spec, config, path, torch_device = load_model(model_path, runs_dir, device_from_flags(device, cuda))
-    name = dataset or config.dataset
-    options = config.dataset_options if name == config.dataset else {}
-    data = build_data(name, data_dir or config.data_dir, config.download if download is None else download, options)
+    name = choice.name(config)
+    data = choice.load(config)
     if data.channels != spec.channels:
         raise DataError(f"{name} has {data.channels} channels but the model was trained on {spec.channels}")
     if spec.num_classes and data.num_classes > spec.num_classes:
         raise DataError(f"{name} has {data.num_classes} classes but the model knows {spec.num_classes}")
-    loader = make_loader(data.test, batch_size, False)
+    loader = make_loader(split_of(data, split), batch_size, False)
     result = evaluate(model, loader, spec, torch_device, tf32=tf32)
-    record = {"checkpoint": str(path), "dataset": name, "split": "test", **result.as_dict()}
+    figure = figure_of(spec, conditional=bool(spec.num_classes))
+    record = {"checkpoint": str(path), "dataset": name, "split": split, **result.as_dict(), **figure}
     if as_json:
         typer.echo(json.dumps(record))
     else:
         common.out.print(
-            f"{name} test ({result.images} images): {result.nats_per_image:.2f} nats/image · "
-            f"{result.bits_per_dim:.4f} bits/dim ({path})"
+            f"{name} {split} ({result.images} images): {result.nats_per_image:.2f} nats/image · "
+            f"{result.bits_per_dim:.4f} bits/dim · {figure['description']} ({path})", markup=False
         )

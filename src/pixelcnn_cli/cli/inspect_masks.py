@@ -10,8 +10,8 @@ from rich.table import Table
 from .. import registry
 from ..config import MIN_CHECK_SIZE, ArchitectureConfig
 from . import common
-from .common import completes, parse_key_values, user_errors
-from .options import CpuUnlessCuda, InspectModelPath
+from .common import completes, device_from_flags, parse_key_values, user_errors
+from .options import CpuUnlessCuda, Device, InspectModelPath
 
 if TYPE_CHECKING:
     from ..inspection import Inspection, MaskCheck, Verdict
@@ -99,6 +99,7 @@ def inspect_masks(
     size: Annotated[Optional[int], typer.Option(min=MIN_CHECK_SIZE, help="Side of the test image [default: the largest the model sees whole]")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Also save the masks and the view as a PNG")] = None,
     cuda: CpuUnlessCuda = False,
+    device: Device = None,
 ) -> None:
     """Show the type A and B masks and prove the network's causality by gradients.
 
@@ -114,7 +115,7 @@ def inspect_masks(
     from ..inspection import check_masks, render
 
     target = check_png_target(output) if output else None
-    device = resolve_device("cuda" if cuda else "cpu")
+    device = resolve_device(device_from_flags(device, cuda))
     if model_path:
         net, spec, name, shape = _trained(model_path, device)
     else:

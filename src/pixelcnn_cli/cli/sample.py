@@ -12,8 +12,9 @@ from .. import config as cfg
 from ..config import DEFAULT_SAMPLER, SAMPLERS, SampleConfig
 from ..errors import ConfigError, DataError
 from . import common
-from .common import device_from_flags, user_errors
-from .options import Cuda, Device, RunsDir, SampleModelPath, SampleTf32
+from .common import device_from_flags, parse_key_values, user_errors
+from .options import (Cuda, DataDir, Dataset, DatasetOptions, Device, Download, Label, RunsDir, SampleModelPath,
+                      SampleTf32, Split)
 
 if TYPE_CHECKING:
     import torch
@@ -32,8 +33,8 @@ ANIMATION_FRAMES = 48  # frames of --animate by default (before the held last on
 @user_errors
 def sample(
     model_path: SampleModelPath = None,
-    output_fname: Annotated[Optional[str], typer.Option(help="PNG file to write the grid to [default: samples/samples.png, samples/completions.png with --complete]")] = None,
-    label: Annotated[int, typer.Option("--label", "--l", help="Class of the sampled images; -1 for random classes (with --complete: each dataset image's own class)")] = -1,
+    output_fname: Annotated[Optional[str], typer.Option("--output", "-o", "--output-fname", help="PNG file to write the grid to [default: samples/samples.png, samples/completions.png with --complete]")] = None,
+    label: Label = None,
     count: Annotated[Optional[int], typer.Option("--count", "-c", help=f"Number of images to generate; with --complete, completions per image [default: {SAMPLE_COUNT}; {COMPLETION_COUNT} with --complete]")] = None,
     height: Annotated[Optional[int], typer.Option(help="Image height [default: the training height]")] = None,
     width: Annotated[Optional[int], typer.Option(help="Image width [default: the training width]")] = None,
@@ -50,7 +51,11 @@ def sample(
     indices: Annotated[Optional[str], typer.Option(help="With --complete: test images of the checkpoint's dataset to complete, e.g. 0,5,7 [default: random ones, by --seed]")] = None,
     sources: Annotated[int, typer.Option(help="With --complete: how many random test images to complete when neither --indices nor --images is given")] = COMPLETION_SOURCES,
     keep_rows: Annotated[Optional[int], typer.Option(help="With --complete: rows kept from the top of each image [default: half]")] = None,
-    data_dir: Annotated[Optional[str], typer.Option(help="With --complete: dataset folder [default: the training one]")] = None,
+    dataset: Dataset = None,
+    split: Split = "test",
+    dataset_option: DatasetOptions = None,
+    data_dir: DataDir = None,
+    download: Download = None,
     more_images: Annotated[Optional[list[str]], typer.Argument(metavar="IMAGES", help="More image files for --images (--images a.png b.png)", show_default=False)] = None,
     runs_dir: RunsDir = "runs",
     cuda: Cuda = None,
@@ -61,11 +66,14 @@ def sample(
 
     With --complete, complete test images of the checkpoint's dataset (--indices or random
     ones) or image files (--images): the grid has one row per image, showing the original,
-    the kept top rows and the completions.
+    the kept top rows and the completions. --dataset, --split, --dataset-option, --data-dir and
+    --download choose the dataset images, as on eval and score.
     """
     files = [*(images or []), *(more_images or [])]
+    label = -1 if label is None else label  # the seed's spelling of "none fixed", which SampleConfig keeps
+    choice = _data_choice(complete, files, dataset, split, dataset_option, data_dir, download)
     _check_flags(sampler, label, nrow, per_class, frame_every, animate)
-    _check_completion_flags(complete, files, indices, keep_rows, data_dir, per_class, animate, nrow)
+    _check_completion_flags(complete, files, indices, keep_rows, per_class, animate, nrow)
     default_count = COMPLETION_COUNT if complete else PER_CLASS_COUNT if per_class else SAMPLE_COUNT
     default_name = "samples/completions.png" if complete else "samples/samples.png"
     options = cfg.validate(
@@ -90,7 +98,7 @@ def sample(
     from ..completion_sources import dataset_sources, file_sources
 
     chosen = (file_sources(files, spec, job.height, job.width) if files else
-              dataset_sources(train_config, data_dir, wanted, sources, options.seed, spec, job.height, job.width))
+              dataset_sources(train_config, choice, wanted, sources, options.seed, spec, job.height, job.width))
     _complete(job, chosen, keep_rows)
 
 
@@ -132,12 +140,27 @@ def _check_flags(sampler: str, label: int, nrow: int | None, per_class: bool, fr
         raise ConfigError("--frame-every: only with --animate")
 
 
+def _data_choice(complete: bool, files: list[str], dataset: str | None, split: str, dataset_option: list[str] | None,
+                 data_dir: str | None, download: bool | None):
+    """The dataset images --complete completes; the data flags only with --complete, and not with --images."""
+    from ..datachoice import DataChoice
+
+    given = [flag for flag, value in (("--dataset", dataset), ("--split", split != "test"),
+                                      ("--dataset-option", dataset_option), ("--data-dir", data_dir),
+                                      ("--download", download is not None)) if value]
+    if given and not complete:
+        raise ConfigError(f"{', '.join(given)}: only with --complete")
+    if given and files:
+        raise ConfigError(f"--images and {', '.join(given)}: give image files or dataset images, not both")
+    return DataChoice(dataset, split, parse_key_values(dataset_option, "--dataset-option"), data_dir, download)
+
+
 def _check_completion_flags(complete: bool, files: list[str], indices: str | None, keep_rows: int | None,
-                            data_dir: str | None, per_class: bool, animate: str | None, nrow: int | None) -> None:
+                            per_class: bool, animate: str | None, nrow: int | None) -> None:
     """The --complete flags only with --complete, and the plain sampling ones not with it."""
     if not complete:
-        given = [flag for flag, value in (("--images", files), ("--indices", indices), ("--keep-rows", keep_rows),
-                                          ("--data-dir", data_dir)) if value]
+        given = [flag for flag, value in (("--images", files), ("--indices", indices), ("--keep-rows", keep_rows))
+                 if value]
         if keep_rows == 0:
             given.append("--keep-rows")
         if given:
@@ -168,7 +191,7 @@ def _targets(output_fname: str, animate: str | None) -> tuple[Path, Path | None]
     target = check_png_target(output_fname)
     movie = check_target(animate, (".gif", ".png")) if animate else None
     if movie is not None and movie.resolve() == target.resolve():
-        raise ConfigError(f"--animate: {movie} is also the still grid (--output-fname); give it another name")
+        raise ConfigError(f"--animate: {movie} is also the still grid (-o/--output); give it another name")
     return target, movie
 
 

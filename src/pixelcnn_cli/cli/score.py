@@ -11,11 +11,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import registry
+from ..datachoice import DataChoice
 from ..errors import ConfigError
 from . import common
-from .common import completes, device_from_flags, parse_key_values, user_errors
-from .options import Cuda, Device, ModelPath, RunsDir, Tf32
+from .common import device_from_flags, parse_key_values, user_errors
+from .options import (Cuda, DataDir, Dataset, DatasetOptions, Device, Download, Label, ModelPath, RunsDir, Split,
+                      Tf32)
 
 COLUMNS = ("image", "label", "nats", "bits_per_dim")
 
@@ -24,11 +25,12 @@ COLUMNS = ("image", "label", "nats", "bits_per_dim")
 def score(
     images: Annotated[Optional[list[str]], typer.Argument(metavar="[IMAGES]...", help="Picture files or folders to score [default: the checkpoint's dataset, --split]", show_default=False)] = None,
     model_path: ModelPath = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset to score instead of files [default: the one it was trained on]", autocompletion=completes(registry.datasets.names))] = None,
-    split: Annotated[str, typer.Option(help="Dataset split: test or train")] = "test",
-    dataset_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the dataset plugin (repeatable) [default: the training ones, for its dataset]")] = None,
-    data_dir: Annotated[Optional[str], typer.Option(help="Dataset folder [default: the training one]")] = None,
-    label: Annotated[Optional[int], typer.Option("--label", "--l", help="Score every image under this class (class-conditional models)")] = None,
+    dataset: Dataset = None,
+    split: Split = "test",
+    dataset_option: DatasetOptions = None,
+    data_dir: DataDir = None,
+    download: Download = None,
+    label: Label = None,
     marginal: Annotated[bool, typer.Option("--marginal", help="Score log p(x) = log sum_y p(x|y)/K, a uniform prior over the K classes [default for pictures without a class]")] = False,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the rows to this .csv or .jsonl file [default: CSV on stdout]")] = None,
     compare: Annotated[Optional[str], typer.Option(help="Another set to tell apart by bits/dim: a folder or file, a split (train/test), or a dataset (NAME or NAME:SPLIT); prints the AUROC")] = None,
@@ -42,8 +44,7 @@ def score(
 ) -> None:
     """Score images by the model's likelihood: one row per image (nats and bits/dim), a summary,
     and with --compare the AUROC of telling two sets apart (Nalisnick et al. 2019)."""
-    if split not in ("test", "train"):
-        raise ConfigError(f"--split: must be test or train; got {split!r}")
+    choice = DataChoice(dataset, split, parse_key_values(dataset_option, "--dataset-option"), data_dir, download)
     if images and (dataset or dataset_option):
         raise ConfigError("IMAGES and --dataset: score one or the other (compare them with --compare)")
     if histogram and not compare:
@@ -57,19 +58,18 @@ def score(
 
     target = check_png_target(histogram or "bits-histogram.png") if compare else None
     model, spec, config, path, torch_device = load_model(model_path, runs_dir, device_from_flags(device, cuda))
-    options = parse_key_values(dataset_option, "--dataset-option")
-    main = scoring.choose_source(images, dataset, split, options, data_dir, config, spec, batch_size, strict, _skipped)
-    rows = _score_all(scoring, model, spec, main, torch_device, label, marginal, tf32)
-    _write_rows(rows, output)
+    main = scoring.choose_source(images, choice, config, spec, batch_size, strict, _skipped)
+    rows, figure = _score_all(scoring, model, spec, main, torch_device, label, marginal, tf32)
+    _write_rows(rows, output, figure)
     bits = [row.bits_per_dim for row in rows]
     summary_out = common.out if output else common.err
-    summary_out.print(_summary_line(main.name, scoring.summary(bits), main.skipped), markup=False)
+    summary_out.print(_summary_line(main.name, scoring.summary(bits), main.skipped, figure), markup=False)
     if compare:
-        other = scoring.compare_source(compare, images, dataset, options, data_dir, config, spec, batch_size, strict,
-                                       _skipped)
-        other_rows = _score_all(scoring, model, spec, other, torch_device, label, marginal, tf32)
+        other = scoring.compare_source(compare, images, choice, config, spec, batch_size, strict, _skipped)
+        other_rows, other_figure = _score_all(scoring, model, spec, other, torch_device, label, marginal, tf32)
         other_bits = [row.bits_per_dim for row in other_rows]
-        summary_out.print(_summary_line(other.name, scoring.summary(other_bits), other.skipped), markup=False)
+        summary_out.print(_summary_line(other.name, scoring.summary(other_bits), other.skipped, other_figure),
+                          markup=False)
         from ..plots import bits_histogram
 
         bits_histogram([(main.name, bits), (other.name, other_bits)], target, f"bits/dim under {model_path or path}")
@@ -83,7 +83,9 @@ def _skipped(error) -> None:
     common.err.print(f"warning: skipped {error.path}: {error.reason}", markup=False)
 
 
-def _score_all(scoring, model, spec, source, device, label, marginal, tf32) -> list:
+def _score_all(scoring, model, spec, source, device, label, marginal, tf32) -> tuple[list, dict]:
+    """-> (the rows of ``source``, what their figure is: :func:`.evaluation.figure_of`)."""
+    from ..evaluation import figure_of
     from .progress import count_progress
 
     mode = scoring.label_mode(spec, label, marginal, source.has_labels)
@@ -95,11 +97,12 @@ def _score_all(scoring, model, spec, source, device, label, marginal, tf32) -> l
         for row in scoring.score(model, spec, source.batches, device, mode, label, tf32):
             rows.append(row)
             advance(1)
-    return rows
+    return rows, figure_of(spec, conditional=mode in ("own", "given"))
 
 
-def _write_rows(rows, output: str | None) -> None:
-    """CSV on stdout, or a .csv / .jsonl file (written whole, so a failed write leaves no half file)."""
+def _write_rows(rows, output: str | None, figure: dict) -> None:
+    """CSV on stdout, or a .csv / .jsonl file (written whole, so a failed write leaves no half file);
+    each JSON row also says what its figure is (``likelihood``, ``conditional``, ``color_levels``)."""
     if output is None or output.lower().endswith(".csv"):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -107,7 +110,8 @@ def _write_rows(rows, output: str | None) -> None:
         writer.writerows(_cells(row) for row in rows)
         text = buffer.getvalue()
     else:
-        text = "".join(json.dumps(row.as_dict()) + "\n" for row in rows)
+        said = {key: figure[key] for key in ("likelihood", "conditional", "color_levels")}
+        text = "".join(json.dumps({**row.as_dict(), **said}) + "\n" for row in rows)
     if output is None:
         sys.stdout.write(text)
         return
@@ -124,10 +128,10 @@ def _cells(row) -> list:
     return [row.image, "" if row.label is None else row.label, f"{row.nats:.4f}", f"{row.bits_per_dim:.6f}"]
 
 
-def _summary_line(name: str, stats: dict, skipped: int) -> str:
+def _summary_line(name: str, stats: dict, skipped: int, figure: dict) -> str:
     skip = f" ({skipped} unreadable skipped)" if skipped else ""
     if not stats.get("count"):
         return f"{name}: no images scored{skip}"
-    return (f"{name}: {stats['count']} images{skip} · bits/dim mean {stats['mean']:.4f} (sd {stats['std']:.4f}) · "
+    return (f"{name}: {stats['count']} images{skip} · {figure['description']} · bits/dim mean {stats['mean']:.4f} (sd {stats['std']:.4f}) · "
             f"min {stats['min']:.4f} · 5% {stats['q05']:.4f} · 25% {stats['q25']:.4f} · median {stats['q50']:.4f} · "
             f"75% {stats['q75']:.4f} · 95% {stats['q95']:.4f} · max {stats['max']:.4f}")

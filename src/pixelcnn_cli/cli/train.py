@@ -17,7 +17,7 @@ from ..config import TrainConfig
 from ..errors import PixelCNNError
 from . import common
 from .common import completes, default, device_from_flags, fail, parse_key_values, user_errors
-from .options import Cuda
+from .options import Cuda, Device, TrainRunsDir
 
 T = TrainConfig
 
@@ -63,12 +63,12 @@ def train(
     model: Annotated[Optional[str], typer.Option(help=default(T, "model"), autocompletion=completes(registry.models.names))] = None,
     dataset_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the dataset plugin (repeatable)")] = None,
     model_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the model plugin (repeatable)")] = None,
-    output_dir: Annotated[Optional[str], typer.Option(help=default(T, "output_dir"))] = None,
+    output_dir: TrainRunsDir = None,
     run_name: Annotated[Optional[str], typer.Option(help=default(T, "run_name"))] = None,
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help=default(T, "overwrite"))] = None,
     seed: Annotated[Optional[int], typer.Option(help=default(T, "seed"))] = None,
     cuda: Cuda = None,
-    device: Annotated[Optional[str], typer.Option(help=default(T, "device"))] = None,
+    device: Device = None,
     num_workers: Annotated[Optional[int], typer.Option(help=default(T, "num_workers"))] = None,
     limit_train_batches: Annotated[Optional[int], typer.Option(help=default(T, "limit_train_batches"))] = None,
     limit_test_batches: Annotated[Optional[int], typer.Option(help=default(T, "limit_test_batches"))] = None,
