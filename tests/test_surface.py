@@ -108,3 +108,78 @@ def test_seed_aliases_still_work(cli, trained, tmp_path):
     result = cli("sample", "-m", trained, "-c", "2", "--label", "3", "-o", "new.png", "--height", "4", "--width", "4")
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "new.png").exists()
+
+
+# -- what the walk cannot see: the shared options do the same thing on every command ---------------
+
+def one_error_line(result) -> str:
+    assert result.exit_code != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_train_writes_to_runs_dir_and_keeps_output_dir(cli, tmp_path):
+    from conftest import QUICK
+
+    assert cli("train", *QUICK, "--runs-dir", "new", "--run-name", "a").exit_code == 0
+    assert (tmp_path / "new" / "a" / "checkpoints" / "best.pt").exists()
+    assert cli("train", *QUICK, "--output-dir", "old", "--run-name", "b").exit_code == 0
+    assert (tmp_path / "old" / "b" / "checkpoints" / "best.pt").exists()
+    saved = json.loads((tmp_path / "new" / "a" / "config.json").read_text())
+    assert saved["config"]["output_dir"] == "new"  # the key old configs and checkpoints use
+    listed = cli("runs", "--runs-dir", "new", "--json")
+    assert [r["name"] for r in json.loads(listed.stdout)] == ["a"]
+
+
+def test_eval_takes_split_and_dataset_options(cli, trained):
+    train = json.loads(cli("eval", "-m", trained, "--split", "train", "--json").stdout)
+    test = json.loads(cli("eval", "-m", trained, "--json").stdout)
+    assert train["split"] == "train" and test["split"] == "test" and train["images"] != test["images"]
+    assert "--split" in one_error_line(cli("eval", "-m", trained, "--split", "valid"))
+    assert "nonsense" in one_error_line(cli("eval", "-m", trained, "--dataset-option", "nonsense=1"))
+
+
+def test_score_takes_download(cli, trained, tmp_path):
+    result = cli("score", "-m", trained, "--no-download", "--split", "train", "-o", "rows.csv")
+    assert result.exit_code == 0, result.stderr
+    assert "train[0]" in (tmp_path / "rows.csv").read_text()
+
+
+def test_sample_complete_takes_the_data_options(cli, trained):
+    result = cli("sample", "-m", trained, "--complete", "--split", "train", "--indices", "0,5", "-c", "1",
+                 "--no-download", "-o", "c.png")
+    assert result.exit_code == 0, result.stderr
+    assert "train images 0, 5" in result.stdout
+    assert "only with --complete" in one_error_line(cli("sample", "-m", trained, "--split", "train"))
+    assert "nonsense" in one_error_line(cli("sample", "-m", trained, "--complete", "--dataset-option", "nonsense=1"))
+
+
+def test_label_minus_one_is_none_fixed_on_score_as_on_sample(cli, trained, tmp_path):
+    unset = cli("score", "-m", trained, "-o", "unset.jsonl")
+    minus = cli("score", "-m", trained, "--l", "-1", "-o", "minus.jsonl")
+    assert unset.exit_code == 0 and minus.exit_code == 0, minus.stderr
+    assert (tmp_path / "unset.jsonl").read_text() == (tmp_path / "minus.jsonl").read_text()
+    assert "0 to 9" in one_error_line(cli("score", "-m", trained, "--label", "-2"))
+    assert cli("sample", "-m", trained, "-c", "2", "--height", "4", "--width", "4").exit_code == 0
+
+
+def test_eval_and_score_say_what_their_figure_is(cli, trained, tmp_path):
+    record = json.loads(cli("eval", "-m", trained, "--json").stdout)
+    assert (record["likelihood"], record["conditional"], record["color_levels"]) == ("-log p(x|y)", True, 2)
+    assert "bits_per_dim" in record and "nats_per_image" in record  # the old keys stay
+    assert "-log p(x|y) (class-conditional), 2 colour levels" in cli("eval", "-m", trained).stdout
+    result = cli("score", "-m", trained, "-o", "own.jsonl")
+    assert "-log p(x|y) (class-conditional), 2 colour levels" in result.stdout
+    row = json.loads((tmp_path / "own.jsonl").read_text().splitlines()[0])
+    assert (row["likelihood"], row["conditional"], row["color_levels"]) == ("-log p(x|y)", True, 2)
+    result = cli("score", "-m", trained, "--marginal", "-o", "marginal.jsonl")
+    assert "-log p(x) (marginal over classes), 2 colour levels" in result.stdout
+    assert json.loads((tmp_path / "marginal.jsonl").read_text().splitlines()[0])["likelihood"] == "-log p(x)"
+
+
+def test_inspect_masks_takes_device(cli):
+    result = cli("inspect-masks", "--channels", "1", "--hidden-layers", "1", "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    assert "causal" in result.stdout
