@@ -253,7 +253,7 @@ class Checker:
                 "--dataset-option", f"height={s.side}", "--dataset-option", f"width={s.side}",
                 "--color-levels", "256", "--batch-size", str(s.batch_size), "--epochs", str(s.epochs),
                 "--limit-train-batches", str(batches), "--limit-test-batches", str(s.test_batches),
-                "--epoch-samples", "0", "--seed", "0", "--output-dir", str(self.runs), "--run-name", name,
+                "--epoch-samples", "0", "--seed", "0", "--runs-dir", str(self.runs), "--run-name", name,
                 "--device", self.device, *(s.arch if arch else ()), *extra]
 
     def read_training(self, step: Step, run: Path, ran: Ran) -> None:
@@ -306,7 +306,7 @@ class Checker:
                 raise StepFailed("no checkpoint: train fp32 failed")
             target = self.work / f"samples-{sampler}.png"
             ran = self.checked(step, self.cli("sample", "-m", str(self.checkpoint), "--sampler", sampler, "--count",
-                                              str(self.size.samples), "--seed", "0", "--output-fname", str(target),
+                                              str(self.size.samples), "--seed", "0", "--output", str(target),
                                               "--device", self.device), timeout=TIMEOUTS[step.name])
             # the sampler's summary: "sampling: 3,072/3,072 pixel-colours in 1.2 s (2,560 pixel-colours/s ...)"
             found = re.search(r"([\d,]+)/[\d,]+ pixel-colours in ([\d.]+) s \(([\d,]+) pixel-colours/s", ran.stderr)

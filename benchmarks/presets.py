@@ -51,14 +51,14 @@ def measure(data_flags: list[str], config: str, minutes: float, out: Path, tag: 
     log.unlink(missing_ok=True)
     started = time.perf_counter()
     run_cli(["train", *data_flags, *preset, "--color-levels", "256", "--epochs", "10000", "--max-minutes", str(minutes),
-             "--seed", "0", "--epoch-samples", "0", "--output-dir", str(out / "runs"), "--run-name", name, "--overwrite"], log)
+             "--seed", "0", "--epoch-samples", "0", "--runs-dir", str(out / "runs"), "--run-name", name, "--overwrite"], log)
     wall = time.perf_counter() - started
     run = out / "runs" / name
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     images = sum(e["train_images"] for e in epochs)
     seconds = sum(e["train_seconds"] for e in epochs)
     grid = out / f"samples-{name}.png"
-    run_cli(["sample", "-m", str(run / "checkpoints" / "last.pt"), "-c", "36", "--seed", "0", "--output-fname", str(grid)], log)
+    run_cli(["sample", "-m", str(run / "checkpoints" / "last.pt"), "-c", "36", "--seed", "0", "--output", str(grid)], log)
     return {"data": tag, "config": config, "images_per_second": images / seconds, "images": images,
             "train_seconds": seconds, "epochs": len(epochs), "test_bits_per_dim": epochs[-1]["test_bits_per_dim"],
             "best_test_bits_per_dim": min(e["test_bits_per_dim"] for e in epochs), "wall_seconds": wall,

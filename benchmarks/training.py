@@ -144,7 +144,7 @@ def measure_trainer(batch_size: int, batches: int, device: torch.device, log_eve
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, "-m", "pixelcnn_cli", "train", "--dataset", "mnist-sample", "--epochs", "1",
                    "--batch-size", str(batch_size), "--limit-train-batches", str(batches), "--epoch-samples", "0",
-                   "--seed", "0", "--output-dir", folder, "--run-name", "bench", "--device", str(device),
+                   "--seed", "0", "--runs-dir", folder, "--run-name", "bench", "--device", str(device),
                    "--log-every", str(log_every)]
         env = {**os.environ, "WANDB_MODE": "disabled"}
         started = time.perf_counter()

@@ -41,7 +41,7 @@ def main() -> None:
         name = args.keep_run.name if args.keep_run else "pretrained-mnist-sample"
         command = ["pixelcnn", "train", "--dataset", "mnist-sample", "--color-levels", "2", "--epochs", str(args.epochs),
                    "--lr", "1e-3", "--lr-schedule", "cosine", "--ema", "0.999", "--seed", "0", "--epoch-samples", "0",
-                   "--output-dir", work, "--run-name", name]
+                   "--runs-dir", work, "--run-name", name]
         print("$", shlex.join(command), flush=True)
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pixelcnn_cli", *command[1:]], check=True)
