@@ -11,6 +11,7 @@ import json
 import pytest
 import typer
 
+from conftest import QUICK
 from pixelcnn_cli.cli.app import app
 from pixelcnn_cli.config import TrainConfig
 
@@ -121,11 +122,9 @@ def one_error_line(result) -> str:
 
 
 def test_train_writes_to_runs_dir_and_keeps_output_dir(cli, tmp_path):
-    from conftest import QUICK
-
-    assert cli("train", *QUICK, "--runs-dir", "new", "--run-name", "a").exit_code == 0
+    assert cli("train", *QUICK, "--epochs", "1", "--runs-dir", "new", "--run-name", "a").exit_code == 0
     assert (tmp_path / "new" / "a" / "checkpoints" / "best.pt").exists()
-    assert cli("train", *QUICK, "--output-dir", "old", "--run-name", "b").exit_code == 0
+    assert cli("train", *QUICK, "--epochs", "1", "--output-dir", "old", "--run-name", "b").exit_code == 0
     assert (tmp_path / "old" / "b" / "checkpoints" / "best.pt").exists()
     saved = json.loads((tmp_path / "new" / "a" / "config.json").read_text())
     assert saved["config"]["output_dir"] == "new"  # the key old configs and checkpoints use
