@@ -34,6 +34,10 @@ Optional attributes the host reads when present:
 * on a built model, ``incremental_sampler(labels, count, height, width)`` returning an
   :class:`IncrementalState` (:class:`SupportsIncremental`): the cached sampler steps it pixel by
   pixel; a model without it is sampled by the naive sampler (one forward pass per pixel and colour);
+* on a built model, ``data_init(x, labels)`` (:class:`SupportsDataInit`): a data-dependent
+  initialisation (PixelCNN++'s weight norm); a fresh ``train`` run calls it once, before the first
+  step, on the first 16 training images (by index, the same on every process; ``x`` and
+  ``labels`` as ``forward`` takes them, fp32, on the training device); a resumed run does not;
 * on a built model, ``reach`` (an ``int``): how many pixels its view extends up and to the left,
   so ``inspect-masks`` checks an image just large enough to see it whole; ``has_blind_spot =
   True``: the model leaves some earlier pixels unseen by design (the classic PixelCNN), which
@@ -139,6 +143,14 @@ class SupportsIncremental(Protocol):
     def incremental_sampler(
         self, labels: torch.Tensor | None, count: int, height: int, width: int
     ) -> IncrementalState: ...
+
+
+@runtime_checkable
+class SupportsDataInit(Protocol):
+    """A model initialised from data: a fresh training run calls ``data_init`` once on its init batch
+    (images in [-1, 1], ``B x C x H x W``, and labels or ``None``), before the first step."""
+
+    def data_init(self, x: torch.Tensor, labels: torch.Tensor | None) -> None: ...
 
 
 class EmptyOptions(BaseModel):

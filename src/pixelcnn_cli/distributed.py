@@ -137,6 +137,15 @@ def broadcast(ctx: DistContext, value: Any) -> Any:
     return box[0]
 
 
+def broadcast_weights(ctx: DistContext, model: nn.Module) -> None:
+    """Rank 0's parameters and buffers on every rank, in place."""
+    if not ctx.enabled:
+        return
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor, src=0)
+
+
 def gather(ctx: DistContext, value: Any) -> list[Any]:
     """Every rank's ``value``, in rank order, on every rank (small picklable values: random states)."""
     if not ctx.enabled:

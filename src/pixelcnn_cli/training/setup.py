@@ -19,7 +19,9 @@ from ..building import (build_data, build_model, given_architecture, place_model
                         spec_to_dict)
 from ..checkpoint import state_bytes
 from ..config import TrainConfig
-from ..contracts import ModelSpec
+from ..contracts import ModelSpec, SupportsDataInit
+from ..data.batches import collate
+from ..data.quantize import levels_to_input, to_levels
 from ..distributed import DistContext
 from ..errors import CheckpointError
 from ..runs import open_run_dir
@@ -77,6 +79,8 @@ def build_run(config: TrainConfig, ctx: DistContext, device: torch.device, state
         check_resume_spec(point, spec)
     model, model_options = build_model(config, spec)
     model = place_model(model, device)
+    if point is None:  # a resumed run loads these weights from its checkpoint instead
+        init_from_data(model, data.train, spec, device, ctx)
     plugins = {"dataset": registry.provenance(registry.datasets, config.dataset),
                "model": registry.provenance(registry.models, config.model)}
     record = {"config": config.model_dump(mode="json"), "spec": spec_to_dict(spec), "model_options": model_options,
@@ -103,6 +107,27 @@ def build_run(config: TrainConfig, ctx: DistContext, device: torch.device, state
         net = torch.compile(net)
     return RunParts(config, spec, model, net, model_options, plugins, run_dir, loaders, optimizer, ema,
                     len(data.train), len(data.test))
+
+
+#: openai/pixel-cnn's ``init_batch_size``: the images weight norm's data-dependent init sees.
+INIT_IMAGES = 16
+
+
+def init_from_data(model: nn.Module, train_set: Any, spec: ModelSpec, device: torch.device, ctx: DistContext) -> None:
+    """A model with ``data_init`` (:class:`~..contracts.SupportsDataInit`) is initialised from the first
+    :data:`INIT_IMAGES` training images by index, in fp32 on the training device: before the moving
+    average copies the model and before DDP wraps it, so both start from the initialised weights.
+
+    Every torchrun rank computes it from the same images and weights; rank 0's result is then
+    broadcast, so the ranks (and their moving averages) agree bit for bit even where GPU kernels
+    round differently (DDP's own broadcast at wrap time comes after the average's copy)."""
+    if not isinstance(model, SupportsDataInit) or len(train_set) == 0:
+        return
+    images, labels = collate([train_set[i] for i in range(min(INIT_IMAGES, len(train_set)))])
+    x = levels_to_input(to_levels(images, spec.color_levels), spec.color_levels).to(device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    model.data_init(x, labels.to(device) if spec.num_classes else None)
+    distributed.broadcast_weights(ctx, model)
 
 
 def _optimiser(config: TrainConfig, model: nn.Module, device: torch.device,

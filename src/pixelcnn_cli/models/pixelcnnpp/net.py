@@ -19,9 +19,10 @@ whose boundaries are at or after the old one; cropping drops only cells at the b
 ``u`` feeds ``ul`` at the same cell (u's condition implies ul's). At scale 1 the ul condition is
 the autoregressive order: the output at ``(i, j)`` sees every channel of earlier pixels only.
 
-One thing the paper has that this does not: weight normalisation with data-dependent
-initialisation (plain PyTorch initialisation plus a scaled-down last conv per block instead, see
-:class:`GatedResnet`).
+Initialisation: plain PyTorch initialisation plus a scaled-down last conv per block (see
+:class:`GatedResnet`) by default; with the ``weight_norm`` option the paper's weight normalisation
+and data-dependent initialisation instead (:mod:`..weight_norm`, scales from
+:meth:`PixelCNNPPNet.weight_norm_scales`).
 """
 
 from __future__ import annotations
@@ -191,6 +192,16 @@ class PixelCNNPPNet(nn.Module):
         self.up_ul_conv = nn.ModuleList(DownRightShiftedConvTranspose2d(f, f, (2, 2)) for _ in range(STAGES - 1))
 
         self.out = nin(f, out_channels)
+
+    def weight_norm_scales(self) -> dict[nn.Module, float]:
+        """Every convolution's data-init scale: openai/pixel-cnn's ``init_scale``, 0.1 for each
+        block's second convolution (so a block starts near the identity), 1 for every other
+        layer, the output 1x1 included."""
+        scales: dict[nn.Module, float] = {m: 1.0 for m in self.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
+        for block in self.modules():
+            if isinstance(block, GatedResnet):
+                scales[block.conv_out] = 0.1
+        return scales
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if (labels is None) != (self.num_classes == 0):

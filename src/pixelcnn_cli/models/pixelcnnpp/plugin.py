@@ -9,6 +9,8 @@ from torch import nn
 
 from ...contracts import ModelSpec
 from ...errors import ConfigError
+from ..weight_norm import apply_weight_norm, convolutions, fixed_random_numbers
+from ..weight_norm import data_init as init_from_batch
 from . import mixture
 from .incremental import PixelCNNPPIncrementalState
 from .net import PixelCNNPPNet
@@ -23,6 +25,8 @@ class PixelCNNPPOptions(BaseModel):
     nr_filters: int = Field(160, ge=1, description="Feature maps in every block (the paper: 160)")
     nr_logistic_mix: int = Field(10, ge=1, description="Components of the discretised logistic mixture (the paper: 10)")
     dropout: float = Field(0.5, ge=0, lt=1, description="Dropout in every block while training (the paper: 0.5)")
+    weight_norm: bool = Field(False, description="Weight normalisation, initialised from the first 16 training "
+                                                 "images (the paper: on)")
 
 
 class PixelCNNPP(nn.Module):
@@ -36,9 +40,26 @@ class PixelCNNPP(nn.Module):
         out = mixture.channels_for(spec.channels, options.nr_logistic_mix)
         self.net = PixelCNNPPNet(spec.channels, out, spec.num_classes, options.nr_resnet, options.nr_filters,
                                  options.dropout)
+        if options.weight_norm:
+            apply_weight_norm(convolutions(self.net))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x, labels)
+
+    def data_init(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Weight norm's data-dependent initialisation on the batch ``x`` (:mod:`..weight_norm`); does
+        nothing without the ``weight_norm`` option. The pass runs in train mode, dropout on, as
+        openai/pixel-cnn's init pass does (the layers are then scaled for the training steps that
+        follow), with dropout drawn from a fixed seed so the init depends on ``x`` and the weights only."""
+        if not self.options.weight_norm:
+            return
+        was_training = self.training
+        self.train()
+        try:
+            with fixed_random_numbers(x.device):
+                init_from_batch(lambda: self.net(x, labels), self.net.weight_norm_scales())
+        finally:
+            self.train(was_training)
 
     @property
     def reach(self) -> int:
