@@ -67,8 +67,9 @@ def test_chunks_find_exactly_what_one_batch_of_every_output_finds(build, channel
     expected = reference_check(model, spec, side, side)
     n = channels * side * side
     for chunk in (1, 7, n, None):
-        report = check_causality(model, spec, side, side, chunk=chunk)
-        assert torch.equal(report.depends, expected), chunk
+        for batched in (False, True):
+            report = check_causality(model, spec, side, side, chunk=chunk, batched=batched)
+            assert torch.equal(report.depends, expected), (chunk, batched)
     assert report.ok  # and the verdict is today's: causal
 
 
@@ -76,10 +77,9 @@ def test_chunks_find_exactly_what_one_batch_of_every_output_finds(build, channel
 def test_copies_of_the_input_find_the_same_as_batched_backwards(build, monkeypatch):
     """A model with an op that has no batching rule is checked with a copy of the input per output."""
     model, spec = build(3)
-    expected = check_causality(model, spec, 4, 4).depends
-    monkeypatch.setattr(causality, "_batched_chunks", lambda *args: 0)
+    expected = check_causality(model, spec, 4, 4, batched=True).depends
     for chunk in (5, None):
-        assert torch.equal(check_causality(model, spec, 4, 4, chunk=chunk).depends, expected)
+        assert torch.equal(check_causality(model, spec, 4, 4, chunk=chunk, batched=False).depends, expected)
 
 
 def test_an_op_without_a_batching_rule_falls_back_to_copies(monkeypatch):
@@ -95,25 +95,30 @@ def test_an_op_without_a_batching_rule_falls_back_to_copies(monkeypatch):
 
     real = causality._batched_view
     monkeypatch.setattr(causality, "_batched_view", unbatchable)
-    assert torch.equal(check_causality(model, spec, 4, 4, chunk=3).depends, expected)
+    assert torch.equal(check_causality(model, spec, 4, 4, chunk=3, batched=True).depends, expected)
     monkeypatch.setattr(causality, "_batched_view", lambda *a: (_ for _ in ()).throw(RuntimeError("other")))
     with pytest.raises(RuntimeError, match="other"):
-        check_causality(model, spec, 4, 4)
+        check_causality(model, spec, 4, 4, batched=True)
 
 
 def test_the_chunk_follows_the_memory_budget(monkeypatch):
     """The smaller the budget, the more chunks, and the same maps."""
     model, spec = pixelcnnpp(1)
     sizes = []
-    real = causality._batched_chunks
+    real = causality._copies_view
 
-    def recording(logits, x, weights, depends, size):
-        sizes.append(size)
-        return real(logits, x, weights, depends, size)
+    def recording(model, x, label, outputs, weights):
+        sizes.append(len(outputs))
+        return real(model, x, label, outputs, weights)
 
-    monkeypatch.setattr(causality, "_batched_chunks", recording)
-    maps = [check_causality(model, spec, 6, 6, memory_budget=b).depends for b in (1 << 30, 1 << 21, 1)]
-    assert sizes[0] >= 36 and 1 < sizes[2 * 1] < 36 and sizes[-1] == 1
+    monkeypatch.setattr(causality, "_copies_view", recording)
+    maps, chunks = [], []
+    for budget in (1 << 30, 1 << 21, 1):
+        sizes.clear()
+        maps.append(check_causality(model, spec, 6, 6, memory_budget=budget, batched=False).depends)
+        chunks.append((len(sizes), max(sizes)))
+    assert chunks[0][1] == 36 and chunks[0][0] < chunks[1][0] < chunks[2][0]
+    assert chunks[1][1] < 36 and chunks[2][1] == 1
     assert all(torch.equal(m, maps[0]) for m in maps)
 
 
@@ -138,7 +143,7 @@ PEAK = textwrap.dedent("""
     model = registry.models.get("pixelcnnpp").build(
         PixelCNNPPOptions(nr_resnet=1, nr_filters=filters, nr_logistic_mix=2, dropout=0.0), spec)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report = check_causality(model, spec, side, side, max_trials=2, memory_budget=budget)
+    report = check_causality(model, spec, side, side, max_trials=2, memory_budget=budget, batched=False)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"grown_mib": (after - before) / 1024, "ok": report.future_violations == 0}))
 """)
@@ -152,7 +157,7 @@ def _peak(filters: int, side: int, budget: int) -> dict:
 
 def test_peak_memory_stays_within_the_budget_as_the_model_and_image_grow():
     """In 64 MiB chunks the check grows by less than twice the budget, at two model widths and two
-    image sizes; the same check in one chunk (196 outputs at once) grows past that."""
+    image sizes; the same check in one chunk (196 copies at once) grows past that."""
     budget = 64 << 20
     for filters, side in ((16, 8), (64, 14)):
         result = _peak(filters, side, budget)

@@ -94,6 +94,10 @@ CHECK_MEMORY_BUDGET = 1 << 30
 CPU_CHECK_BUDGET = 8e12
 
 
+#: Fewer copies of the input than this in a chunk: backwards batched through one forward instead.
+MIN_COPIES = 16
+
+
 def check_cost(model: nn.Module, channels: int, side: int) -> float:
     """The check's work on a ``side``-square image: parameters x pixels x outputs."""
     params = sum(p.numel() for p in model.parameters())
@@ -116,14 +120,17 @@ def check_causality(
     chunk: int | None = None,
     seed: int = 0,
     memory_budget: int = CHECK_MEMORY_BUDGET,
+    batched: bool | None = None,
 ) -> CausalityReport:
     """Build the dependency matrix of ``model`` on a ``height x width`` image.
 
-    Each output's gradient with respect to the input is taken separately: one forward pass per
-    trial, then one backward per output, ``chunk`` outputs at a time as a batch of backwards
-    (default: as many as ``memory_budget`` holds, from the forward pass's saved activations), so
-    the chunking changes how long the check takes and how much memory it holds, never what it
-    finds. Random inputs and random weightings of the levels are OR-ed together, trial after
+    Each output's gradient with respect to the input is taken separately: one copy of the input
+    per output, ``chunk`` copies per batch (default: as many as ``memory_budget`` holds, from the
+    activations one forward pass saves), or with ``batched``, one forward pass per trial and a
+    batch of backwards through it (``is_grads_batched``: less memory and no forward per output,
+    but slower than copies on the CPU for small models; by default it is used when fewer than
+    :data:`MIN_COPIES` copies fit the budget). The chunking changes how long the check takes and how much memory
+    it holds, never what it finds. Random inputs and random weightings of the levels are OR-ed together, trial after
     trial (at least two, at most ``max_trials``) until no earlier input is unseen; ReLUs are made
     leaky on a copy of the model (see :func:`_leaky_copy`), so a dependency cannot hide behind an
     inactive unit.
@@ -142,12 +149,13 @@ def check_causality(
         x = (torch.rand(1, c, height, width, generator=generator) * 2 - 1).to(device)
         level_weights = torch.randn(spec.color_levels, generator=generator).to(device)
         label = torch.randint(max(spec.num_classes, 1), (1,), generator=generator).to(device)
-        _trial(model, spec, x, label if spec.num_classes else None, level_weights, depends, chunk, memory_budget)
+        _trial(model, spec, x, label if spec.num_classes else None, level_weights, depends, chunk, memory_budget,
+               batched)
     return CausalityReport(c, height, width, depends)
 
 
 def _trial(model: nn.Module, spec: ModelSpec, x: torch.Tensor, label: torch.Tensor | None, weights: torch.Tensor,
-           depends: torch.Tensor, chunk: int | None, budget: int) -> None:
+           depends: torch.Tensor, chunk: int | None, budget: int, batched: bool) -> None:
     """OR into ``depends`` what every output's gradient sees on the probe input ``x``."""
     x = x.clone().requires_grad_(True)
     with _SavedBytes(model) as saved:
@@ -156,10 +164,13 @@ def _trial(model: nn.Module, spec: ModelSpec, x: torch.Tensor, label: torch.Tens
     # a batched backward holds, per output, at most a gradient for each activation, and its seed;
     # a copy of the input holds its own activations as well
     n = depends.shape[0]
-    start = _batched_chunks(logits, x, weights, depends, chunk or _chunk(budget, saved.bytes + seed_bytes))
-    del logits
     size = chunk or _chunk(budget, 2 * saved.bytes + seed_bytes)
-    for first in range(start, n, size):  # after an op without a batching rule: a copy of the input per output
+    if batched or (batched is None and _chunk(budget, 2 * saved.bytes + seed_bytes) < MIN_COPIES):
+        start = _batched_chunks(logits, x, weights, depends, chunk or _chunk(budget, saved.bytes + seed_bytes))
+    else:
+        start = 0
+    del logits
+    for first in range(start, n, size):  # a copy of the input per output
         outputs = torch.arange(first, min(first + size, n))
         depends[first : first + len(outputs)] |= _copies_view(model, x.detach(), label, outputs, weights)
 
