@@ -18,7 +18,7 @@ from torch import nn
 
 from . import registry
 from .building import plugin_options, refuse_undeclared_flags
-from .causality import MIN_CHECK_SIZE, CausalityReport, check_causality, full_view_size
+from .causality import MIN_CHECK_SIZE, CausalityReport, affordable_size, check_causality, check_cost, full_view_size
 from .config import ArchitectureConfig
 from .contracts import ModelSpec
 from .errors import ConfigError
@@ -44,6 +44,14 @@ class Inspection:
     probe: tuple[int, int, int]  # the output whose view is drawn
     known_blind_spot: bool = False  # the model declares ``has_blind_spot = True``
     masked: bool = True  # the model has mask A/B kernels to draw (PixelCNN++ has none)
+    full_view: int = 0  # side of the largest square the model sees whole (the check's default where it fits)
+    cost: float = 1.0  # the check's work (parameters x pixels x outputs), and the whole view's
+    full_cost: float = 1.0
+
+    @property
+    def cut_down(self) -> float:
+        """How many times longer the check of the whole view would take (1: the whole view was checked)."""
+        return self.full_cost / self.cost if self.report.height < self.full_view else 1.0
 
     def earlier_inputs(self, probe: tuple[int, int, int] | None = None) -> int:
         """How many inputs come before the output ``probe`` (default: the drawn one)."""
@@ -129,12 +137,15 @@ def inspect(
     probe: tuple[int, int, int] | None = None,
     masked: bool = True,
 ) -> Inspection:
-    """Check ``model`` by gradients on a square image (default: the largest it sees whole).
+    """Check ``model`` by gradients on a square image (default: the largest it sees whole, on the
+    CPU the largest that also fits :data:`~pixelcnn_cli.causality.CPU_CHECK_BUDGET`).
 
     ``arch`` only needs ``causal_ksize`` and ``hidden_ksize`` (the masks drawn). The drawn
     output is ``probe``, else the one with the largest blind spot, else the bottom middle.
     """
-    side = size or full_view_size(model, spec)
+    full = full_view_size(model, spec)
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    side = size or (affordable_size(model, spec, full) if on_cpu else full)
     if side < MIN_CHECK_SIZE:
         raise ConfigError(f"--size: must be at least {MIN_CHECK_SIZE} (got {side}): a smaller image has no earlier "
                           "pixel to check")
@@ -148,6 +159,7 @@ def inspect(
         model_name, spec, arch.causal_ksize, arch.hidden_ksize,
         spatial_mask(arch.causal_ksize, "A"), spatial_mask(arch.hidden_ksize, "B"),
         colour_mask(spec.channels, "A"), colour_mask(spec.channels, "B"), report, probe, known_blind_spot, masked,
+        full, check_cost(model, spec.channels, side), check_cost(model, spec.channels, full),
     )
 
 

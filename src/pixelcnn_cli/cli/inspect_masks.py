@@ -96,7 +96,7 @@ def inspect_masks(
     out_hidden_fmaps: Annotated[Optional[int], typer.Option(help=f"Output block feature maps [default: the model's own; gated: {A.model_fields['out_hidden_fmaps'].default}]")] = None,
     hidden_layers: Annotated[Optional[int], typer.Option(help=f"Mask-B layers [default: the model's own; gated: {A.model_fields['hidden_layers'].default}]")] = None,
     model_option: Annotated[Optional[list[str]], typer.Option(help="key=value option for the model plugin (repeatable)")] = None,
-    size: Annotated[Optional[int], typer.Option(min=MIN_CHECK_SIZE, help="Side of the test image [default: the largest the model sees whole]")] = None,
+    size: Annotated[Optional[int], typer.Option(min=MIN_CHECK_SIZE, help="Side of the test image [default: the largest the model sees whole; on the CPU, for a large model, the largest whose check takes a few minutes]")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Also save the masks and the view as a PNG")] = None,
     cuda: CpuUnlessCuda = False,
     device: Device = None,
@@ -124,6 +124,8 @@ def inspect_masks(
         net, spec, name, shape = _fresh(model, channels, color_levels, flags, model_option, device)
     check = check_masks(net, name, spec, shape, device, size)
     _show(check)
+    if size is None and check.result.cut_down > 1:
+        _say_cut_down(check.result, sum(p.numel() for p in net.parameters()))
     if target:
         save_png(render(check.result, reference=check.reference), target)
         common.out.print(f"saved {target}")
@@ -187,6 +189,16 @@ def _show(check: MaskCheck) -> None:
             )
         common.out.print(_side_by_side(result, check.reference, arch.hidden_layers))
     common.out.print("[blue]■[/] seen  [dim]·[/] not yet generated  [bold red]✗[/] blind spot  [bold red]![/] sees the future")
+
+
+def _say_cut_down(result: Inspection, params: int) -> None:
+    """Why a large model is checked on a smaller square than it sees whole, and how to check that one."""
+    side, full = result.report.height, result.full_view
+    common.out.print(
+        f"{result.model_name} has {params / 1e6:.1f}M parameters: checked on a {side}x{side} image, not the "
+        f"{full}x{full} it sees whole, to keep the CPU check to a few minutes (see the README); "
+        f"--size {full} checks that square (about {result.cut_down:.0f}x longer), --cuda on a GPU"
+    )
 
 
 def _print_verdict(verdict: Verdict) -> None:
