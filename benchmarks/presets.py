@@ -12,7 +12,9 @@ machine to itself, one run after the other. Rows:
 
 * ``seed``: the gated PixelCNN at the seed's defaults (30 maps, 6 layers, 7x7, a 10-map output
   block, lr 1e-4 on the cyclic schedule);
-* one row per preset named in ``--configs`` (default: ``gated-cpu`` and ``pixelcnnpp-cpu``).
+* one row per preset named in ``--configs`` (default: ``gated-cpu`` and ``pixelcnnpp-cpu``); a
+  config may add model options after ``+``, as ``pixelcnnpp-cpu+weight_norm=true`` (several:
+  ``+a=1+b=2``), to compare a preset with and without an option side by side.
 
 Data: ``grey`` is the bundled ``mnist-sample`` digits (1x28x28; 9,000 train / 1,000 test);
 ``rgb`` is 6,000 photo-like 3x32x32 pictures in 6 classes made offline by
@@ -46,7 +48,10 @@ def run_cli(args: list[str], log: Path) -> None:
 
 def measure(data_flags: list[str], config: str, minutes: float, out: Path, tag: str) -> dict:
     name = f"{tag}-{config}"
-    preset = [] if config == SEED_ROW else ["--preset", config]
+    base, *options = config.split("+")
+    preset = [] if base == SEED_ROW else ["--preset", base]
+    for option in options:
+        preset += ["--model-option", option]
     log = out / f"{name}.log"
     log.unlink(missing_ok=True)
     started = time.perf_counter()
@@ -91,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget of each run")
     parser.add_argument("--data", default="grey,rgb", help="grey, rgb and/or custom, comma-separated")
-    parser.add_argument("--configs", default="seed,gated-cpu,pixelcnnpp-cpu", help="seed and/or preset names")
+    parser.add_argument("--configs", default="seed,gated-cpu,pixelcnnpp-cpu", help="seed and/or preset names, each with optional +key=value model options")
     parser.add_argument("--dataset", help="with --data custom: the dataset plugin")
     parser.add_argument("--dataset-option", action="append", default=[], help="with --data custom (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("benchmark-presets"), help="runs, sample grids and logs")

@@ -174,3 +174,62 @@ def test_torchrun_ranks_end_a_max_minutes_run_at_the_same_step(tmp_path):
     ckpt = load_checkpoint(tmp_path / "runs" / "tm" / "checkpoints" / "last.pt")
     # the first vote is after step 2 (--log-every 2), and by then both ranks are out of time
     assert ckpt["step"] == 2 and ckpt["train_state"]["position"] == {"epoch": 1, "batch": 2, "evaluated": True}
+
+
+class InitRecorder(Callback):
+    """On every rank: the weights as training starts (after the data-dependent init)."""
+
+    all_ranks = True
+
+    def __init__(self, rank: int, out: Path):
+        self.rank, self.out = rank, out
+
+    def on_train_start(self, info, model):
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, self.out / f"init-rank{self.rank}.pt")
+
+
+def _rank_weight_norm(rank: int, init_file: str, out: str) -> None:
+    torch.set_num_threads(1)
+    out_dir = Path(out)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
+                            timeout=timedelta(seconds=60))
+    try:
+        config = TrainConfig(dataset="mnist-sample", limit_train_batches=1, limit_test_batches=1, batch_size=4,
+                             epoch_samples=0, seed=0, device="cpu", model="pixelcnnpp", color_levels=16,
+                             model_options={"nr_resnet": 1, "nr_filters": 8, "nr_logistic_mix": 2, "dropout": 0.5,
+                                            "weight_norm": True},
+                             epochs=1, ema=0.5, run_name="wn", output_dir=str(out_dir / "runs"))
+        train(config, [InitRecorder(rank, out_dir)], handle_signals=False)
+        dist.barrier()
+    finally:
+        gc.collect()
+        dist.destroy_process_group()
+
+
+def test_weight_norm_data_init_is_the_same_on_every_rank(tmp_path):
+    """Under DDP the data-dependent init sees the same 16 images on every rank (not each rank's shard),
+    so every rank, and the moving average copied from it, starts from the same initialised weights."""
+    context = mp.start_processes(_rank_weight_norm, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD,
+                                 join=False, start_method="spawn")
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        while not context.join(timeout=1):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the ranks did not finish within {DEADLINE_S} s (a rank hung?)")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+    ranks = [torch.load(tmp_path / f"init-rank{r}.pt") for r in range(WORLD)]
+    gains = [k for k in ranks[0] if k.endswith("parametrizations.weight.original0")]
+    assert gains, "the model is not weight-normalised"
+    for key, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][key]), key
+    # the init ran on the ranks: at registration torch sets g = ||v||, the init sets g from the data
+    def norm(v, g):
+        return next(torch.norm_except_dim(v, 2, d) for d in (0, 1) if torch.norm_except_dim(v, 2, d).shape == g.shape)
+    moved = [k for k in gains if not torch.allclose(ranks[0][k], norm(ranks[0][k[:-1] + "1"], ranks[0][k]))]
+    assert len(moved) == len(gains)
+    ckpt = load_checkpoint(tmp_path / "runs" / "wn" / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 1 and ckpt["train_state"]["world_size"] == WORLD
+    assert set(ckpt["train_state"]["raw_model_state"]) == set(ranks[0])

@@ -44,7 +44,8 @@ def test_the_paper_presets_hold_the_papers_settings():
     assert (gated.model, gated.hidden_layers, gated.hidden_fmaps, gated.hidden_ksize) == ("gated", 20, 384, 5)
     pp = TrainConfig.model_validate(presets.with_preset({}, {"preset": "pixelcnnpp-paper-cifar"}))
     assert pp.model == "pixelcnnpp"
-    assert pp.model_options == {"nr_resnet": 5, "nr_filters": 160, "nr_logistic_mix": 10, "dropout": 0.5}
+    assert pp.model_options == {"nr_resnet": 5, "nr_filters": 160, "nr_logistic_mix": 10, "dropout": 0.5,
+                                "weight_norm": True}  # with openai's data-dependent init
     assert (pp.learning_rate, pp.lr_schedule, pp.lr_decay, pp.ema) == (1e-3, "decay", 0.999995, 0.9995)
     assert pp.max_norm == 0  # the paper clips nothing
     # the run behind each paper's number: unconditional CIFAR-10 at 256 levels, nothing left to add

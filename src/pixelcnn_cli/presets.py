@@ -53,10 +53,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "CIFAR-10 at 256 levels, Adam 1e-3 with beta1 0.95 and beta2 0.9995 decayed by 0.999995 every step, "
         "dropout 0.5, Polyak averaging 0.9995, no weight decay or clipping, 16 images per GPU on 8 GPUs (batch "
         "128), its max_epochs of 5000 (the paper gives no step count). batch_size is per process: this preset's "
-        "128 is one process; under torchrun on 8 processes pass --batch-size 16 for the paper's 128. train.py's "
-        "weight normalisation with data-dependent init (init_batch_size 16) is not part of this preset.",
+        "128 is one process; under torchrun on 8 processes pass --batch-size 16 for the paper's 128. Weight "
+        "normalisation with data-dependent init from the first 16 training images (train.py's init_batch_size; "
+        "openai draws them at random, we take them by index so every process sees the same).",
         {"model": "pixelcnnpp", "dataset": "cifar", "color_levels": 256, "unconditional": True,
-         "model_options": {"nr_resnet": 5, "nr_filters": 160, "nr_logistic_mix": 10, "dropout": 0.5},
+         "model_options": {"nr_resnet": 5, "nr_filters": 160, "nr_logistic_mix": 10, "dropout": 0.5,
+                           "weight_norm": True},
          "batch_size": 128, "epochs": 5000, "learning_rate": 1e-3, "adam_betas": (0.95, 0.9995),
          "lr_schedule": "decay", "lr_decay": 0.999995, "ema": 0.9995, "weight_decay": 0.0, "max_norm": 0.0},
     ),
