@@ -182,3 +182,16 @@ def test_inspect_masks_takes_device(cli):
     result = cli("inspect-masks", "--channels", "1", "--hidden-layers", "1", "--device", "cpu")
     assert result.exit_code == 0, result.stderr
     assert "causal" in result.stdout
+
+
+def test_a_bad_value_is_named_by_the_flag_that_gave_it(cli, tmp_path):
+    """The error names what the user typed: the flag, or the config file's key when the file gave it."""
+    bad = cli("sample", "-o", "grid.jpg")
+    assert bad.exit_code != 0 and bad.stderr.strip() == "error: --output: must be a .png file (got 'grid.jpg')"
+    bad = cli("sample", "-c", "0")
+    assert bad.exit_code != 0 and bad.stderr.strip().startswith("error: --count: ")
+    bad = cli("train", "--lr", "-1")
+    assert bad.exit_code != 0 and bad.stderr.strip().startswith("error: --learning-rate: ")
+    (tmp_path / "run.toml").write_text("learning_rate = -1\n")
+    bad = cli("train", "--config", "run.toml")
+    assert bad.exit_code != 0 and bad.stderr.strip().startswith("error: learning_rate: ")

@@ -159,11 +159,15 @@ class SampleConfig(_Strict):
         return value
 
 
-def format_validation_error(error: ValidationError) -> str:
-    """Render pydantic's errors as ``field: message`` lines (one per bad field)."""
+def format_validation_error(error: ValidationError, names: dict[str, str] | None = None) -> str:
+    """Render pydantic's errors as ``field: message`` lines (one per bad field); ``names`` maps a
+    field to what the user typed for it (a command's flag), shown in its place."""
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "config"
+        loc = [str(part) for part in item["loc"]]
+        if loc and names and loc[0] in names:
+            loc[0] = names[loc[0]]
+        field = ".".join(loc) or "config"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown option"
@@ -173,12 +177,13 @@ def format_validation_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
-    """``model.model_validate(data)``, with a :class:`ConfigError` of one line per bad field."""
+def validate(model: type[BaseModel], data: dict[str, Any], names: dict[str, str] | None = None) -> Any:
+    """``model.model_validate(data)``, with a :class:`ConfigError` of one line per bad field, each
+    named as in ``names`` where it has an entry there (the flag the user typed)."""
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error)) from None
+        raise ConfigError(format_validation_error(error, names)) from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

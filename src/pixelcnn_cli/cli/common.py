@@ -122,6 +122,17 @@ def user_errors(command: Callable) -> Callable:
     return wrapper
 
 
+def flag_names(ctx: typer.Context) -> dict[str, str]:
+    """The command's parameters by name -> the long flag the user types (``output_fname`` ->
+    ``--output``), so a bad value is reported by the flag, not by the config field behind it."""
+    names = {}
+    for param in ctx.command.params:
+        long = [opt for opt in param.opts if opt.startswith("--")]
+        if param.name and long:
+            names[param.name] = long[0]
+    return names
+
+
 def default(model: type[BaseModel], name: str) -> str:
     """``[default: X]`` text for help, read from the pydantic model (the one source of defaults)."""
     field = model.model_fields[name]

@@ -32,6 +32,7 @@ ANIMATION_FRAMES = 48  # frames of --animate by default (before the held last on
 
 @user_errors
 def sample(
+    ctx: typer.Context,
     model_path: SampleModelPath = None,
     output_fname: Annotated[Optional[str], typer.Option("--output", "-o", "--output-fname", help="PNG file to write the grid to [default: samples/samples.png, samples/completions.png with --complete]")] = None,
     label: Label = None,
@@ -81,6 +82,7 @@ def sample(
         {"model_path": model_path, "output_fname": output_fname or default_name, "label": label,
          "count": default_count if count is None else count, "height": height, "width": width,
          "temperature": temperature, "seed": seed, "device": device_from_flags(device, cuda)},
+        common.flag_names(ctx),
     )
     wanted = _completion_inputs(complete, sources, indices, files)
     # torch loads here, not at import: --help and completion stay quick

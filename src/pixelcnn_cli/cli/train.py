@@ -35,6 +35,7 @@ def resume_command(run_dir: Path | None) -> str:
 
 @user_errors
 def train(
+    ctx: typer.Context,
     config_file: Annotated[Optional[str], typer.Option("--config", help="TOML or YAML file with any of these options; flags win")] = None,
     preset: Annotated[Optional[str], typer.Option(
         help=f"Known-good settings by name, under --config and the flags. {presets.describe()}",
@@ -99,6 +100,8 @@ def train(
     from ..training import train as run_training
     from .progress import ResumeNotice, TrainingProgress
 
+    # a bad value is named by the flag that gave it (flags win), else by its config-file key
+    names = {key: flag for key, flag in common.flag_names(flags.pop("ctx")).items() if flags.get(key) is not None}
     file_values = cfg.read_config_file(flags.pop("config_file")) if config_file else {}
     flags["device"] = device_from_flags(flags.pop("device"), flags.pop("cuda"))
     flags["dataset_options"] = parse_key_values(flags.pop("dataset_option"), "--dataset-option")
@@ -113,7 +116,7 @@ def train(
         else:
             point = None
             layered = cfg.merge(cfg.merge(presets.with_preset(file_values, flags), file_values), flags)
-            config = cfg.validate(TrainConfig, layered)
+            config = cfg.validate(TrainConfig, layered, names)
             hint = presets.small_defaults_hint(config)
             if hint and rank == 0:
                 common.err.print(hint, style="yellow", highlight=False)
