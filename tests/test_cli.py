@@ -149,16 +149,16 @@ def test_config_file_errors(cli, tmp_path):
 
 
 def test_an_existing_run_folder_is_never_overwritten_unless_asked(cli, tmp_path):
-    assert cli("train", *QUICK, "--run-name", "keep").exit_code == 0
+    assert cli("train", *QUICK, "--epochs", "1", "--run-name", "keep").exit_code == 0
     marker = tmp_path / "runs" / "keep" / "notes.txt"
     marker.write_text("mine")
     stderr = one_error_line(cli("train", *QUICK, "--run-name", "keep"))
     assert "already exists" in stderr and "--overwrite" in stderr
     assert marker.read_text() == "mine"
-    assert cli("train", *QUICK, "--run-name", "keep", "--overwrite").exit_code == 0
+    assert cli("train", *QUICK, "--epochs", "1", "--run-name", "keep", "--overwrite").exit_code == 0
     assert not marker.exists()
     # without a name, two runs in the same second get two folders
-    assert cli("train", *QUICK).exit_code == 0 and cli("train", *QUICK).exit_code == 0
+    assert cli("train", *QUICK, "--epochs", "1").exit_code == 0 and cli("train", *QUICK, "--epochs", "1").exit_code == 0
     assert len(list((tmp_path / "runs").glob("mnist-sample-*"))) == 2
 
 
