@@ -191,7 +191,7 @@ def test_max_minutes_flag(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in (tmp_path / "runs" / "t" / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 1 and lines[0]["step"] < 50 * 3
-    assert "max_minutes: Input should be greater than 0" in one_error_line(cli("train", *QUICK, "--max-minutes", "0"))
+    assert "--max-minutes: Input should be greater than 0" in one_error_line(cli("train", *QUICK, "--max-minutes", "0"))
 
 
 def test_cosine_and_exponential_end_with_the_time_budget():

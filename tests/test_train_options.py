@@ -28,8 +28,8 @@ def test_adam_betas_reach_the_optimiser_and_cannot_change_on_resume(cli, tmp_pat
 
 
 def test_adam_betas_outside_0_1_are_one_line_errors(cli):
-    assert "adam_betas: each must be in [0, 1)" in one_error_line(cli("train", *QUICK, "--adam-betas", "1", "0.9"))
-    assert "adam_betas" in one_error_line(cli("train", *QUICK, "--adam-betas", "0.9", "-0.1"))
+    assert "--adam-betas: each must be in [0, 1)" in one_error_line(cli("train", *QUICK, "--adam-betas", "1", "0.9"))
+    assert "--adam-betas" in one_error_line(cli("train", *QUICK, "--adam-betas", "0.9", "-0.1"))
 
 
 def test_a_checkpoint_from_before_adam_betas_resumes_with_the_old_default(cli, tmp_path):

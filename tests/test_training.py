@@ -653,7 +653,7 @@ def test_ema_weights_are_what_sample_and_eval_use(cli, tmp_path):
     assert any(not torch.equal(raw[k], v) for k, v in ckpt["model_state"].items())
     result = cli("sample", "-m", "runs/e", "-c", "1", "--output-fname", "one.png")
     assert result.exit_code == 0, result.stderr
-    assert one_error_line(cli("train", *QUICK, "--ema", "1")).startswith("error: ema: ")
+    assert one_error_line(cli("train", *QUICK, "--ema", "1")).startswith("error: --ema: ")
 
 
 def test_bf16_autocast_trains_and_evaluates_in_fp32(cli, tmp_path):
