@@ -22,6 +22,32 @@ from .options import Cuda, Device, TrainRunsDir
 T = TrainConfig
 
 
+def _config_and_resume_point(resume_from: str | None, file_values: dict, flags: dict, names: dict, rank: int):
+    """The run's config and the checkpoint it continues from (None: a fresh run). ``--resume auto``
+    continues the run named by --run-name if it has a checkpoint and starts it otherwise."""
+    from ..training import AUTO, auto_resume, load_resume, resume_config
+
+    point = None
+    if resume_from is not None and resume_from != AUTO:
+        point = load_resume(resume_from)
+    else:
+        layered = cfg.merge(cfg.merge(presets.with_preset(file_values, flags), file_values), flags)
+        config = cfg.validate(TrainConfig, layered, names)
+        if resume_from == AUTO:
+            point = auto_resume(config)
+            if point is None and (Path(config.output_dir) / config.run_name).exists():
+                if rank == 0:
+                    common.err.print(f"--resume auto: {Path(config.output_dir) / config.run_name} has no checkpoint "
+                                     "yet; starting it over", highlight=False)
+                config = config.model_copy(update={"overwrite": True})
+        if point is None:
+            hint = presets.small_defaults_hint(config)
+            if hint and rank == 0:
+                common.err.print(hint, style="yellow", highlight=False)
+            return config, None
+    return resume_config(point, cfg.merge(file_values, flags)), point
+
+
 def resume_command(run_dir: Path | None) -> str:
     """The exact command that carries on an interrupted run (torchrun's when launched by it)."""
     target = shlex.quote(str(run_dir)) if run_dir is not None else "RUN_FOLDER"
@@ -82,7 +108,9 @@ def train(
     log_every: Annotated[Optional[int], typer.Option(help=default(T, "log_every"))] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help=default(T, "checkpoint_every"))] = None,
     resume: Annotated[Optional[str], typer.Option(
-        "--resume", help="Carry on a run: its folder (uses checkpoints/last.pt) or a checkpoint in it. Its options are "
+        "--resume", help="Carry on a run: its folder (uses checkpoints/last.pt) or a checkpoint in it; 'auto' continues the "
+                         "--run-name run if it has a checkpoint and starts it otherwise (one command for the first launch and "
+                         "every restart). Its options are "
                          "reused; only --epochs, --max-steps, --max-minutes, --lr, --max-norm, --device/--cuda, --num-workers, --data-dir, "
                          "--download, --epoch-samples, --limit-test-batches, --checkpoint-every, --precision, --compile, --deterministic, --log-every and the wandb options may change")] = None,
     wandb: Annotated[Optional[bool], typer.Option("--wandb/--no-wandb", help=default(T, "wandb"))] = None,
@@ -96,7 +124,7 @@ def train(
     flags = dict(locals())
     # torch and the training package load here, not at import: --help and completion stay quick
     from ..distributed import env_rank
-    from ..training import TrainingInterrupted, load_resume, resume_config
+    from ..training import AUTO, RunFinished, TrainingInterrupted
     from ..training import train as run_training
     from .progress import ResumeNotice, TrainingProgress
 
@@ -110,17 +138,14 @@ def train(
     resume_from = flags.pop("resume")
     rank = env_rank()
     try:
-        if resume_from is not None:
-            point = load_resume(resume_from)
-            config = resume_config(point, cfg.merge(file_values, flags))
-        else:
-            point = None
-            layered = cfg.merge(cfg.merge(presets.with_preset(file_values, flags), file_values), flags)
-            config = cfg.validate(TrainConfig, layered, names)
-            hint = presets.small_defaults_hint(config)
-            if hint and rank == 0:
-                common.err.print(hint, style="yellow", highlight=False)
+        config, point = _config_and_resume_point(resume_from, file_values, flags, names, rank)
         result = run_training(config, [TrainingProgress(common.err), ResumeNotice(common.err)], resume=point)
+    except RunFinished as done:
+        if resume_from != AUTO:
+            raise
+        if rank == 0:  # the same command after the end: nothing to do, and not a failure to restart
+            common.err.print(f"--resume auto: {done.reached}: nothing to do", highlight=False)
+        return
     except TrainingInterrupted as stop:
         if rank != 0:
             sys.exit(stop.exit_code)

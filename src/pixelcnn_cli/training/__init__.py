@@ -29,8 +29,11 @@ from .epoch_end import epoch_labels
 from .loop import train
 from .reproducibility import seed_everything
 from .resume import (
+    AUTO,
     RESUME_MAY_CHANGE,
     ResumePoint,
+    RunFinished,
+    auto_resume,
     check_resume_config,
     load_resume,
     resume_config,
@@ -39,7 +42,7 @@ from ..runs import check_free_space, prepare_run_dir
 from .stopping import StopRequest, TrainingInterrupted
 
 __all__ = [
-    "RESUME_MAY_CHANGE", "Callback", "EpochMetrics", "ResumePoint", "RunInfo", "StopRequest", "TrainResult",
+    "AUTO", "RESUME_MAY_CHANGE", "RunFinished", "auto_resume", "Callback", "EpochMetrics", "ResumePoint", "RunInfo", "StopRequest", "TrainResult",
     "TrainingInterrupted", "check_free_space", "check_resume_config", "epoch_labels", "load_resume",
     "prepare_run_dir", "resume_config", "seed_everything", "train",
 ]

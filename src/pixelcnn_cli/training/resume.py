@@ -57,6 +57,38 @@ def load_resume(target: str | Path | ResumePoint) -> ResumePoint:
     return point
 
 
+#: ``--resume auto``: continue the run named by ``--run-name`` if it has a checkpoint, else start it
+AUTO = "auto"
+
+
+class RunFinished(ConfigError):
+    """Resuming a run that already reached the end its options set (nothing to train); ``reached``
+    says where it ended, without the advice."""
+
+    def __init__(self, reached: str, advice: str):
+        super().__init__(f"nothing to resume: {reached}; {advice}")
+        self.reached = reached
+
+
+def auto_resume(config: TrainConfig) -> ResumePoint | None:
+    """What ``--resume auto`` continues: the named run's ``checkpoints/last.pt``, or None to start
+    the run. A folder that an earlier launch of the run made before its first checkpoint (its
+    ``config.json``, no checkpoint) is started over, so a restart after an early crash works; any
+    other existing folder without ``last.pt`` is refused, never replaced."""
+    if not config.run_name:
+        raise ConfigError("--resume auto needs --run-name: the name says which run to continue or start")
+    if config.overwrite:
+        raise ConfigError("--resume auto never replaces a run; drop --overwrite")
+    run_dir = Path(config.output_dir) / config.run_name
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file():
+        return load_resume(last)
+    if run_dir.exists() and not ((run_dir / "config.json").is_file() and not any(run_dir.rglob("*.pt"))):
+        raise ConfigError(f"--resume auto: {run_dir} exists but has no checkpoints/last.pt to continue from; "
+                          "resume from one of its checkpoints with --resume PATH, or choose another --run-name")
+    return None
+
+
 def _flag(name: str) -> str:
     return {"learning_rate": "--lr", "dataset_options": "--dataset-option", "model_options": "--model-option"}.get(
         name, "--" + name.replace("_", "-")
@@ -91,9 +123,9 @@ def resumed_state(point: ResumePoint, config: TrainConfig, budget: Budget) -> Ru
     if state.epoch > config.epochs or ended:
         limits = "".join(f", {flag} {value}" for flag, value in
                          (("--max-steps", config.max_steps), ("--max-minutes", config.max_minutes)) if value is not None)
-        raise ConfigError(
-            f"nothing to resume: {point.run_dir} already reached its end (step {state.step}, --epochs {config.epochs}"
-            f"{limits}); pass a larger --epochs, --max-steps or --max-minutes to train longer"
+        raise RunFinished(
+            f"{point.run_dir} already reached its end (step {state.step}, --epochs {config.epochs}{limits})",
+            "pass a larger --epochs, --max-steps or --max-minutes to train longer",
         )
     return state
 
