@@ -5,6 +5,7 @@ Each test bounds its own run time, so a rank that hangs fails the test instead o
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -72,12 +73,22 @@ class MainOnly(Callback):
             f.write(f"{metrics.epoch}\n")
 
 
-def _rank(rank: int, init_file: str, out: str) -> None:
+@contextlib.contextmanager
+def gloo_group(rank: int, init_file: str):
+    """One spawned rank's Gloo process group (one thread), torn down however the body ends."""
     torch.set_num_threads(1)
-    out_dir = Path(out)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
                             timeout=timedelta(seconds=60))
     try:
+        yield
+    finally:
+        gc.collect()
+        dist.destroy_process_group()
+
+
+def _rank(rank: int, init_file: str, out: str) -> None:
+    out_dir = Path(out)
+    with gloo_group(rank, init_file):
         config = TrainConfig(**BASE, epochs=2, output_dir=str(out_dir / "runs"))
         stop = StopRequest()
         try:  # rank 1 alone asks to stop after its 4th step: epoch 2, batch 1
@@ -90,13 +101,11 @@ def _rank(rank: int, init_file: str, out: str) -> None:
         train(config, [Recorder(rank, out_dir, "resumed"), MainOnly(rank, out_dir)],
               resume=out_dir / "runs" / "ddp", handle_signals=False)
         dist.barrier()  # neither process leaves while the other still talks to it
-    finally:
-        gc.collect()
-        dist.destroy_process_group()
 
 
-def test_two_gloo_ranks_stay_in_sync_and_write_one_run(tmp_path):
-    context = mp.start_processes(_rank, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD,
+def run_ranks(fn, tmp_path) -> None:
+    """``fn(rank, rendezvous file, tmp_path)`` in WORLD spawned processes, within DEADLINE_S."""
+    context = mp.start_processes(fn, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD,
                                  join=False, start_method="spawn")
     deadline = time.monotonic() + DEADLINE_S
     try:
@@ -107,6 +116,10 @@ def test_two_gloo_ranks_stay_in_sync_and_write_one_run(tmp_path):
         for process in context.processes:
             if process.is_alive():
                 process.kill()
+
+
+def test_two_gloo_ranks_stay_in_sync_and_write_one_run(tmp_path):
+    run_ranks(_rank, tmp_path)
 
     # both ranks stopped at the same step, though only rank 1 was asked
     stops = [json.loads((tmp_path / f"interrupted-rank{r}.json").read_text()) for r in range(WORLD)]
@@ -189,11 +202,8 @@ class InitRecorder(Callback):
 
 
 def _rank_weight_norm(rank: int, init_file: str, out: str) -> None:
-    torch.set_num_threads(1)
     out_dir = Path(out)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
-                            timeout=timedelta(seconds=60))
-    try:
+    with gloo_group(rank, init_file):
         config = TrainConfig(dataset="mnist-sample", limit_train_batches=1, limit_test_batches=1, batch_size=4,
                              epoch_samples=0, seed=0, device="cpu", model="pixelcnnpp", color_levels=16,
                              model_options={"nr_resnet": 1, "nr_filters": 8, "nr_logistic_mix": 2, "dropout": 0.5,
@@ -201,25 +211,12 @@ def _rank_weight_norm(rank: int, init_file: str, out: str) -> None:
                              epochs=1, ema=0.5, run_name="wn", output_dir=str(out_dir / "runs"))
         train(config, [InitRecorder(rank, out_dir)], handle_signals=False)
         dist.barrier()
-    finally:
-        gc.collect()
-        dist.destroy_process_group()
 
 
 def test_weight_norm_data_init_is_the_same_on_every_rank(tmp_path):
     """Under DDP the data-dependent init sees the same 16 images on every rank (not each rank's shard),
     so every rank, and the moving average copied from it, starts from the same initialised weights."""
-    context = mp.start_processes(_rank_weight_norm, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD,
-                                 join=False, start_method="spawn")
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while not context.join(timeout=1):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the ranks did not finish within {DEADLINE_S} s (a rank hung?)")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
+    run_ranks(_rank_weight_norm, tmp_path)
     ranks = [torch.load(tmp_path / f"init-rank{r}.pt") for r in range(WORLD)]
     gains = [k for k in ranks[0] if k.endswith("parametrizations.weight.original0")]
     assert gains, "the model is not weight-normalised"
