@@ -62,6 +62,31 @@ def env_world_size() -> int:
         raise ConfigError(f"WORLD_SIZE must be a number, got {os.environ.get('WORLD_SIZE')!r}") from None
 
 
+class PeerLost(TrainingError):
+    """Another process of the run is gone (killed, crashed, its machine lost): every rank says so."""
+
+
+#: what Gloo says when a peer has gone: it raises plain RuntimeErrors (NCCL and the stores raise
+#: torch.distributed.DistError and its subclasses)
+_PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "connectFullMesh", "Broken pipe",
+              "Connection refused")
+
+
+def as_peer_lost(error: BaseException) -> PeerLost | None:
+    """``error`` as one line, when it is a collective that failed because another process of a
+    torchrun run is gone; None for anything else (and outside torchrun)."""
+    if env_world_size() <= 1 or not isinstance(error, RuntimeError) or isinstance(error, PixelCNNError):
+        return None
+    text = str(error)
+    if not (isinstance(error, dist.DistError) or any(marker in text for marker in _PEER_GONE)):
+        return None
+    cause = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    cause = cause.split("] ", 1)[-1].split(". ")[0][:160]  # after Gloo's source location, its first sentence
+    return PeerLost(f"rank {env_rank()} of {env_world_size()}: another process of this run is gone ({cause}); "
+                    "its own output says why. The last checkpoint is kept: the same command again with --resume auto "
+                    "carries on from it")
+
+
 def _device_for(requested: str | None, local_rank: int) -> torch.device:
     device = resolve_device(requested)
     if device.type == "cuda":

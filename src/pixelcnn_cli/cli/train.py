@@ -123,7 +123,7 @@ def train(
     """
     flags = dict(locals())
     # torch and the training package load here, not at import: --help and completion stay quick
-    from ..distributed import env_rank
+    from ..distributed import PeerLost, env_rank
     from ..training import AUTO, RunFinished, TrainingInterrupted
     from ..training import train as run_training
     from .progress import ResumeNotice, TrainingProgress
@@ -153,7 +153,9 @@ def train(
         fail(f"{stop}{how}", stop.exit_code)
         return
     except PixelCNNError as error:
-        if rank != 0:  # rank 0 reports it; torchrun shows every rank's exit code
+        # rank 0 reports it (torchrun shows every rank's exit code); a lost peer is said by every
+        # rank, since the one gone may be rank 0
+        if rank != 0 and not isinstance(error, PeerLost):
             sys.exit(error.exit_code)
         raise
     if rank != 0:

@@ -340,10 +340,16 @@ def train(
     write, and other :class:`PixelCNNError` subclasses for bad options or data.
     """
     stop = stop if stop is not None else StopRequest()
-    run = _Run(config, [*(callbacks or []), CurvesFigure()], stop, resume)
-    with contextlib.ExitStack() as stack:
-        if handle_signals:
-            stack.enter_context(stop.catch_signals())
-        stack.callback(run.release)
-        stack.callback(lambda: clear_running(run.run_dir))
-        return run.execute()
+    try:
+        run = _Run(config, [*(callbacks or []), CurvesFigure()], stop, resume)
+        with contextlib.ExitStack() as stack:
+            if handle_signals:
+                stack.enter_context(stop.catch_signals())
+            stack.callback(run.release)
+            stack.callback(lambda: clear_running(run.run_dir))
+            return run.execute()
+    except RuntimeError as error:  # a peer's death surfaces as whichever collective was waiting on it
+        lost = distributed.as_peer_lost(error)
+        if lost is None:
+            raise
+        raise lost from None
