@@ -174,6 +174,7 @@ def test_torchrun_launch(tmp_path):
     """The documented launch: torchrun starts two processes; only rank 0 prints and writes."""
     stdout, stderr = run_torchrun(tmp_path, "--epochs", "1", "--limit-train-batches", "2", "--run-name", "tr")
     assert stderr.count("epoch 1/1 ·") == 1 and stderr.count("run folder runs/tr") == 1, stderr
+    assert "Grad strides do not match bucket view strides" not in stderr  # DDP's buckets fit the weights
     assert stdout.count("best: epoch 1") == 1
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["tr"]
     ckpt = load_checkpoint(tmp_path / "runs" / "tr" / "checkpoints" / "last.pt")
@@ -277,3 +278,23 @@ def _cwd_of(pid: int) -> str:
         return os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return ""
+
+
+def test_ready_for_ddp_gives_each_weight_its_gradients_strides_and_keeps_its_values():
+    from pixelcnn_cli.building import place_model
+    from pixelcnn_cli.distributed import ready_for_ddp
+    from pixelcnn_cli.config import ArchitectureConfig
+    from pixelcnn_cli.contracts import ModelSpec
+    from pixelcnn_cli.models.gated.plugin import GatedPixelCNNPlugin
+
+    spec = ModelSpec(1, 12, 12, 2, 10)
+    torch.manual_seed(0)
+    model = place_model(GatedPixelCNNPlugin().build(ArchitectureConfig(), spec), torch.device("cpu"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not ready_for_ddp(model, spec, torch.device("cpu"))  # every parameter gets a gradient
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    x = torch.rand(4, 1, 12, 12).contiguous(memory_format=torch.channels_last)
+    model(x, torch.zeros(4, dtype=torch.long)).float().sum().backward()
+    mismatched = [n for n, p in model.named_parameters() if p.grad.stride() != p.stride()]
+    assert mismatched == []

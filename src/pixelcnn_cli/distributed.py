@@ -230,22 +230,35 @@ def main_first(ctx: DistContext, fn: Callable[[], T]) -> T:
     return fn()
 
 
-def has_unused_parameters(model: nn.Module, spec: ModelSpec, device: torch.device) -> bool:
-    """Whether some parameters get no gradient (DDP must then look for them at every step).
+def ready_for_ddp(model: nn.Module, spec: ModelSpec, device: torch.device) -> bool:
+    """Ready ``model`` for DDP; returns whether some parameters get no gradient (DDP must then
+    look for them at every step).
 
-    One forward and backward pass of a blank image tells; random states and ``.grad`` stay untouched.
+    One forward and backward pass of a blank batch, laid out as training lays its batches out,
+    tells; random states and ``.grad`` stay untouched. It also gives each weight the strides its
+    gradient comes with: a weight with a size-1 dimension (a 1x1 kernel, one input channel) is the
+    same bytes as channels_last or contiguous, but the two differ in strides, and its gradient's
+    follow the convolution's input, not the weight. DDP builds its gradient buckets from the
+    weights' strides, and a mismatch costs a copy per step ("Grad strides do not match bucket view
+    strides"); aligned, there is none. The values do not change, only how they are described.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     was_training = model.training
     model.eval()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            x = torch.zeros(1, spec.channels, spec.height, spec.width, device=device)
-            labels = torch.zeros(1, dtype=torch.long, device=device) if spec.num_classes else None
+            x = torch.zeros(2, spec.channels, spec.height, spec.width, device=device)
+            x = x.contiguous(memory_format=torch.channels_last)
+            labels = torch.zeros(2, dtype=torch.long, device=device) if spec.num_classes else None
             out = model(x, labels)
             grads = torch.autograd.grad(out.float().sum(), params, allow_unused=True)
     finally:
         model.train(was_training)
+    with torch.no_grad():
+        for param, grad in zip(params, grads):
+            if grad is not None and grad.stride() != param.stride():
+                param.data = torch.empty_strided(param.shape, grad.stride(), dtype=param.dtype,
+                                                 device=param.device).copy_(param.data)
     return any(g is None for g in grads)
 
 
@@ -276,6 +289,6 @@ def wrap_model(model: nn.Module, ctx: DistContext, device: torch.device, spec: M
 
     return DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=has_unused_parameters(model, spec, device),
+        find_unused_parameters=ready_for_ddp(model, spec, device),
         **_buffer_sync(keeps_running_statistics(model)),
     )
