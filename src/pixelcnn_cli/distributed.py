@@ -13,11 +13,12 @@ waiting in a collective.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -85,6 +86,19 @@ def as_peer_lost(error: BaseException) -> PeerLost | None:
     return PeerLost(f"rank {env_rank()} of {env_world_size()}: another process of this run is gone ({cause}); "
                     "its own output says why. The last checkpoint is kept: the same command again with --resume auto "
                     "carries on from it")
+
+
+@contextlib.contextmanager
+def peer_loss_as_error() -> Iterator[None]:
+    """Turn a collective that failed because a peer is gone into one :class:`PeerLost` line (a
+    peer's death surfaces as whichever collective was waiting on it)."""
+    try:
+        yield
+    except RuntimeError as error:
+        lost = as_peer_lost(error)
+        if lost is None:
+            raise
+        raise lost from None
 
 
 def _device_for(requested: str | None, local_rank: int) -> torch.device:

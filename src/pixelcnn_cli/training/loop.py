@@ -334,22 +334,16 @@ def train(
 ) -> TrainResult:
     """Train as ``config`` says, or carry on the run of ``resume`` (a run folder or checkpoint).
 
-    SIGINT/SIGTERM are caught while training (main thread only, unless ``handle_signals`` is
-    false); ``stop.request()`` asks for the same clean stop from code. Raises
-    :class:`TrainingInterrupted` after a stop, :class:`TrainingError` on a bad loss or a failed
-    write, and other :class:`PixelCNNError` subclasses for bad options or data.
-    """
+    SIGINT/SIGTERM are caught while training (main thread only, unless ``handle_signals`` is false);
+    ``stop.request()`` asks for the same clean stop from code. Raises :class:`TrainingInterrupted` after a
+    stop, :class:`TrainingError` on a bad loss, a failed write or a torchrun peer gone (``PeerLost``),
+    and other :class:`PixelCNNError` subclasses for bad options or data."""
     stop = stop if stop is not None else StopRequest()
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(distributed.peer_loss_as_error())  # outermost: setup and teardown too
         run = _Run(config, [*(callbacks or []), CurvesFigure()], stop, resume)
-        with contextlib.ExitStack() as stack:
-            if handle_signals:
-                stack.enter_context(stop.catch_signals())
-            stack.callback(run.release)
-            stack.callback(lambda: clear_running(run.run_dir))
-            return run.execute()
-    except RuntimeError as error:  # a peer's death surfaces as whichever collective was waiting on it
-        lost = distributed.as_peer_lost(error)
-        if lost is None:
-            raise
-        raise lost from None
+        if handle_signals:
+            stack.enter_context(stop.catch_signals())
+        stack.callback(run.release)
+        stack.callback(clear_running, run.run_dir)
+        return run.execute()
