@@ -345,5 +345,5 @@ def train(
         if handle_signals:
             stack.enter_context(stop.catch_signals())
         stack.callback(run.release)
-        stack.callback(clear_running, run.run_dir)
+        stack.callback(lambda: clear_running(run.run_dir))  # run_dir is set by execute()
         return run.execute()
