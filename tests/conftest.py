@@ -19,6 +19,15 @@ QUICK = ["--dataset", "mnist-sample", "--limit-train-batches", "3", "--limit-tes
          "--epoch-samples", "0", "--seed", "0", "--device", "cpu", *TINY]
 
 
+def one_error_line(result) -> str:
+    """The command failed with exactly one line on stderr, an ``error:`` line, and no traceback."""
+    assert result.exit_code != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Every test runs in its own folder, offline, with wandb kept local."""

@@ -12,7 +12,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, one_error_line
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import Dataset
 
@@ -67,14 +67,6 @@ def stripes():
     yield "stripes"
     registry.datasets.reset()
     registry.models.reset()
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code != 0
-    assert "Traceback" not in result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 QUICK = ["--epochs", "1", "--batch-size", "16", "--seed", "0", *TINY]

@@ -11,7 +11,7 @@ import json
 import pytest
 import typer
 
-from conftest import QUICK
+from conftest import QUICK, one_error_line
 from pixelcnn_cli.cli.app import app
 from pixelcnn_cli.config import TrainConfig
 
@@ -112,14 +112,6 @@ def test_seed_aliases_still_work(cli, trained, tmp_path):
 
 
 # -- what the walk cannot see: the shared options do the same thing on every command ---------------
-
-def one_error_line(result) -> str:
-    assert result.exit_code != 0
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
 
 def test_train_writes_to_runs_dir_and_keeps_output_dir(cli, tmp_path):
     assert cli("train", *QUICK, "--epochs", "1", "--runs-dir", "new", "--run-name", "a").exit_code == 0

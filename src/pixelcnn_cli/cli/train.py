@@ -34,11 +34,10 @@ def _config_and_resume_point(resume_from: str | None, file_values: dict, flags: 
         layered = cfg.merge(cfg.merge(presets.with_preset(file_values, flags), file_values), flags)
         config = cfg.validate(TrainConfig, layered, names)
         if resume_from == AUTO:
-            point = auto_resume(config)
-            if point is None and (Path(config.output_dir) / config.run_name).exists():
+            point, run_dir = auto_resume(config), Path(config.output_dir) / config.run_name
+            if point is None and run_dir.exists():  # a launch that died before its first checkpoint
                 if rank == 0:
-                    common.err.print(f"--resume auto: {Path(config.output_dir) / config.run_name} has no checkpoint "
-                                     "yet; starting it over", highlight=False)
+                    common.err.print(f"--resume auto: {run_dir} has no checkpoint yet; starting it over", highlight=False)
                 config = config.model_copy(update={"overwrite": True})
         if point is None:
             hint = presets.small_defaults_hint(config)
