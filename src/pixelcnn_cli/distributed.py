@@ -14,6 +14,7 @@ waiting in a collective.
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import os
 from dataclasses import dataclass
@@ -113,6 +114,15 @@ def _device_for(requested: str | None, local_rank: int) -> torch.device:
     return device
 
 
+def _attempt() -> str:
+    """Which launch of the workers this is: torchrun counts its restarts (``--max-restarts``).
+
+    The restarted workers meet in the same key-value store as the ones before them (the agent
+    keeps it), and without a prefix of their own they would read the dead workers' addresses
+    and try to connect to them ("Gloo connectFullMesh failed ... Connection refused")."""
+    return os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+
+
 def setup(requested_device: str | None) -> tuple[DistContext, torch.device]:
     """Join (or create, under torchrun) the process group; pick this process's device."""
     if dist.is_available() and dist.is_initialized():
@@ -128,7 +138,9 @@ def setup(requested_device: str | None) -> tuple[DistContext, torch.device]:
     device = _device_for(requested_device, local)
     backend = "nccl" if device.type == "cuda" else "gloo"
     try:
-        dist.init_process_group(backend, timeout=TIMEOUT)
+        store, rank, world = next(dist.rendezvous("env://", timeout=TIMEOUT))
+        dist.init_process_group(backend, store=dist.PrefixStore(f"pixelcnn/attempt-{_attempt()}", store),
+                                rank=rank, world_size=world, timeout=TIMEOUT)
     except ValueError as error:  # missing MASTER_ADDR / RANK ...: not launched by torchrun
         raise ConfigError(f"WORLD_SIZE={world} is set but the process group cannot start: {error}; launch with torchrun") from None
     return DistContext(dist.get_rank(), dist.get_world_size(), local, owns_group=True), device
@@ -140,6 +152,10 @@ def teardown(ctx: DistContext, together: bool = False) -> None:
     connections while another still finishes sending its last message can make Gloo abort that
     process ("terminate called without an active exception", seen once under load)."""
     if ctx.owns_group and dist.is_initialized():
+        # the DDP wrapper just released sits in reference cycles that hold the group: freed now, not
+        # during interpreter exit, where Gloo's teardown can abort the process ("terminate called
+        # without an active exception", seen at the end of a finished run)
+        gc.collect()
         if together:
             dist.barrier()
         dist.destroy_process_group()

@@ -148,13 +148,22 @@ def train(
     except TrainingInterrupted as stop:
         if rank != 0:
             sys.exit(stop.exit_code)
-        how = f"; resume with: {resume_command(stop.run_dir)}" if stop.checkpoint is not None else ""
+        how = "" if stop.checkpoint is None else (
+            "; the same command again carries on from it (--resume auto)" if resume_from == AUTO
+            else f"; resume with: {resume_command(stop.run_dir)}")
         fail(f"{stop}{how}", stop.exit_code)
         return
     except PixelCNNError as error:
         # rank 0 reports it (torchrun shows every rank's exit code); a lost peer is said by every
         # rank, since the one gone may be rank 0
-        if rank != 0 and not isinstance(error, PeerLost):
+        if isinstance(error, PeerLost):
+            # out at once, past the interpreter's exit: with a peer gone, Gloo's teardown of the broken
+            # group during exit can abort the process and add "terminate called ..." to the one line
+            typer.echo(f"error: {error}", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(error.exit_code)
+        if rank != 0:
             sys.exit(error.exit_code)
         raise
     if rank != 0:
