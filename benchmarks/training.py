@@ -28,6 +28,14 @@ Evaluation images/s is the forward pass and the NLL terms under ``torch.no_grad`
 ``pixelcnn eval`` does per batch). With ``--trainer`` (the default) a short real
 ``pixelcnn train`` run is timed as well and its own images/s reported, as a cross-check of
 the phase sum (it includes the per-batch callbacks and bookkeeping the split leaves out).
+
+``--torchrun N`` launches those runs as ``torchrun --standalone --nproc-per-node N`` (DDP, Gloo on
+the CPU; ``--batch-size`` per process, so the images/s is of all N together) and counts PyTorch's
+"Grad strides do not match bucket view strides" warnings in their output. To compare with older
+code side by side, run this script with ``PYTHONPATH`` at the older tree's ``src/``, alternating:
+the runs are subprocesses and import what ``PYTHONPATH`` says.
+
+    python benchmarks/training.py --no-split --torchrun 2 --log-every 1
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import pixelcnn_cli
 from pixelcnn_cli.building import build_data, place_model
 from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
@@ -139,10 +148,15 @@ def measure_eval(data, spec, device, batch_size: int, batches: int) -> dict:
     return {"batch_size": batch_size, "batches": batches, "images_per_second": images / seconds}
 
 
-def measure_trainer(batch_size: int, batches: int, device: torch.device, log_every: int) -> dict:
-    """A real ``pixelcnn train`` run of ``batches`` batches: its own images/s (from metrics.jsonl)."""
+STRIDE_WARNING = "Grad strides do not match bucket view strides"
+
+
+def measure_trainer(batch_size: int, batches: int, device: torch.device, log_every: int, processes: int = 0) -> dict:
+    """A real ``pixelcnn train`` run of ``batches`` batches: its own images/s (from metrics.jsonl);
+    under ``torchrun --nproc-per-node PROCESSES`` when that is given."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)] if processes else []
     with tempfile.TemporaryDirectory() as folder:
-        command = [sys.executable, "-m", "pixelcnn_cli", "train", "--dataset", "mnist-sample", "--epochs", "1",
+        command = [sys.executable, *launcher, "-m", "pixelcnn_cli", "train", "--dataset", "mnist-sample", "--epochs", "1",
                    "--batch-size", str(batch_size), "--limit-train-batches", str(batches), "--epoch-samples", "0",
                    "--seed", "0", "--runs-dir", folder, "--run-name", "bench", "--device", str(device),
                    "--log-every", str(log_every)]
@@ -159,8 +173,11 @@ def measure_trainer(batch_size: int, batches: int, device: torch.device, log_eve
         if done.returncode != 0:
             return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1], "command": " ".join(command)}
         metrics = [json.loads(line) for line in (Path(folder) / "bench" / "metrics.jsonl").read_text().splitlines()]
-    return {"batches": batches, "log_every": log_every, "images_per_second": metrics[-1]["images_per_second"], "wall_seconds": wall,
-            "command": "pixelcnn " + " ".join(command[3:]).replace(folder, "TMP")}
+    shown = " ".join(command[1:]).replace(folder, "TMP").replace("-m torch.distributed.run", "torchrun")
+    return {"batches": batches, "log_every": log_every, "processes": processes or 1,
+            "images_per_second": metrics[-1]["images_per_second"], "wall_seconds": wall,
+            "stride_warnings": done.stderr.count(STRIDE_WARNING),
+            "command": shown.replace("-m pixelcnn_cli", "pixelcnn") if not processes else shown}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trainer-batches", type=int, default=30, help="batches of that run [default: 30]")
     parser.add_argument("--log-every", type=int, nargs="+", default=[1, 20],
                         help="--log-every of the trainer runs, one run each [default: 1 20]")
+    parser.add_argument("--split", action=argparse.BooleanOptionalAction, default=True,
+                        help="time the step phase by phase, and evaluation [default: yes]")
+    parser.add_argument("--torchrun", type=int, default=0, metavar="N",
+                        help="launch the trainer runs with torchrun on N processes [default: no torchrun]")
     parser.add_argument("--threads", type=int, help="torch intra-op threads [default: torch's]")
     parser.add_argument("--device", default="cpu", help="torch device [default: cpu]")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -193,35 +214,44 @@ def main(argv: list[str] | None = None) -> int:
         info["gpu"] = torch.cuda.get_device_name(device)
     report = {"machine": info,
               "model": "seed default: 30 fmaps, 6 gated layers, 7x7 kernels, 2 levels, 10 classes, 1x28x28",
-              "training": measure_training(data, spec, device, args.batch_size, args.steps, args.warmup),
-              "eval": measure_eval(data, spec, device, args.eval_batch_size, args.eval_batches)}
+              "pixelcnn_cli": str(Path(pixelcnn_cli.__file__).parent)}
+    if args.split:
+        report["training"] = measure_training(data, spec, device, args.batch_size, args.steps, args.warmup)
+        report["eval"] = measure_eval(data, spec, device, args.eval_batch_size, args.eval_batches)
     if args.trainer:
-        if args.threads:
-            os.environ["OMP_NUM_THREADS"] = str(args.threads)
-        report["trainer"] = [measure_trainer(args.batch_size, args.trainer_batches, device, n) for n in args.log_every]
+        if args.threads or args.torchrun:  # torchrun's processes share the cores: one thread each by default
+            os.environ["OMP_NUM_THREADS"] = str(args.threads or 1)
+        report["trainer"] = [measure_trainer(args.batch_size, args.trainer_batches, device, n, args.torchrun)
+                             for n in args.log_every]
     if hasattr(os, "getloadavg"):
         info["load_average_1min_after"] = round(os.getloadavg()[0], 2)
 
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    t, e = report["training"], report["eval"]
     print(f"training benchmark · torch {info['torch']} · {info['device']} · {info['cpu_count']} CPUs · "
           f"{info['torch_threads']} torch threads · load {info['load_average_1min_before']} -> {info.get('load_average_1min_after')}")
-    print(f"model: {report['model']}")
+    print(f"model: {report['model']} · code: {report['pixelcnn_cli']}")
+    if args.split:
+        print_split(report["training"], report["eval"])
+    for tr in report.get("trainer", []):
+        if "error" in tr:
+            print(f"pixelcnn train: failed: {tr['error']}")
+            continue
+        launched = f" on {tr['processes']} processes" if tr["processes"] > 1 else ""
+        warned = f", {tr['stride_warnings']} grad-stride warnings" if tr["processes"] > 1 else ""
+        print(f"pixelcnn train --log-every {tr['log_every']}, {tr['batches']} batches{launched}: "
+              f"{tr['images_per_second']:.1f} images/s{warned} (its own figure; `{tr['command']}`)")
+    return 0
+
+
+def print_split(t: dict, e: dict) -> None:
     print(f"training, batch {t['batch_size']}, {t['steps']} steps: {t['images_per_second']:.1f} images/s "
           f"({t['seconds_per_step'] * 1000:.1f} ms per step)")
     print(f"  {'phase':10} {'ms/step':>9} {'share':>7}")
     for phase in PHASES:
         print(f"  {phase:10} {t['phase_seconds_per_step'][phase] * 1000:>9.1f} {t['phase_share'][phase]:>7.1%}")
     print(f"eval, batch {e['batch_size']}: {e['images_per_second']:.1f} images/s (forward and NLL, no gradients)")
-    for tr in report.get("trainer", []):
-        if "error" in tr:
-            print(f"pixelcnn train: failed: {tr['error']}")
-        else:
-            print(f"pixelcnn train --log-every {tr['log_every']}, {tr['batches']} batches: {tr['images_per_second']:.1f} "
-                  f"images/s (its own figure; `{tr['command']}`)")
-    return 0
 
 
 if __name__ == "__main__":
