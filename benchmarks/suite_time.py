@@ -35,11 +35,13 @@ def run_suite(tree: Path, extra: list[str]) -> tuple[float, str]:
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in paths), "TORCHINDUCTOR_CACHE_DIR": cache}
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *extra], cwd=tree,
+        done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rf", *extra], cwd=tree,
                               env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started
     lines = [line for line in done.stdout.splitlines() if line.strip()]
-    return seconds, (lines[-1] if lines else f"no output (exit {done.returncode})")
+    failed = [line.split()[1] for line in lines if line.startswith("FAILED ")]  # -rf: which ones, to look at
+    summary = lines[-1] if lines else f"no output (exit {done.returncode})"
+    return seconds, summary + (f" (failed: {', '.join(failed)})" if failed else "")
 
 
 def main() -> None:
