@@ -11,6 +11,12 @@ from typer.testing import CliRunner
 
 from pixelcnn_cli.cli.app import app
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # under pytest -n, the processes a test starts (CLI runs, torchrun) take this worker's share of
+    # the cores, as the test itself does: two threads each on two busy cores only slow both down
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+
 # Small enough that a whole train -> sample -> eval round trip takes seconds on 2 cores.
 TINY = ["--hidden-fmaps", "6", "--out-hidden-fmaps", "6", "--hidden-layers", "1",
         "--causal-ksize", "3", "--hidden-ksize", "3"]

@@ -45,10 +45,13 @@ def launch(cwd: Path, *torchrun_args: str, run_name: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def finish(process: subprocess.Popen) -> tuple[int, str]:
-    """(exit code, stderr) of a launch, killed (and the test failed) past the deadline."""
+def finish(process: subprocess.Popen, keep_stdout: Path | None = None) -> tuple[int, str]:
+    """(exit code, stderr) of a launch, killed (and the test failed) past the deadline; its stdout
+    written to ``keep_stdout`` if given."""
     try:
-        _, stderr = process.communicate(timeout=DEADLINE_S)
+        stdout, stderr = process.communicate(timeout=DEADLINE_S)
+        if keep_stdout is not None:
+            keep_stdout.write_text(stdout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
@@ -81,17 +84,20 @@ def assert_same_weights(run: Path, alone: Path) -> None:
 
 @pytest.fixture(scope="module")
 def left_alone(tmp_path_factory) -> Path:
-    """The run of RUN on two processes, never interrupted: trained once per session, also under
-    pytest -n, where the workers share the session's folder and take turns through a lock."""
+    """The run of RUN on two processes, never interrupted (its folder ``home/runs/alone``; its output
+    in ``home/stdout.txt`` and ``home/stderr.txt``): trained once per session, also under pytest -n,
+    where the workers share the session's folder and take turns through a lock."""
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     home = shared / "cluster-left-alone"
     with open(shared / "cluster-left-alone.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (home / "runs" / "alone" / "checkpoints" / "last.pt").exists():
+        if not (home / "stderr.txt").exists():
             home.mkdir(exist_ok=True)
-            code, stderr = finish(launch(home, "--standalone", "--nproc-per-node", "2", run_name="alone"))
+            code, stderr = finish(launch(home, "--standalone", "--nproc-per-node", "2", run_name="alone"),
+                                  keep_stdout=home / "stdout.txt")
             assert code == 0, stderr
+            (home / "stderr.txt").write_text(stderr)
     return home / "runs" / "alone"
 
 
@@ -124,6 +130,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_the_documented_launch_prints_and_writes_once(left_alone):
+    """torchrun starts two processes; only rank 0 prints and writes, and DDP's buckets fit the weights."""
+    home = left_alone.parent.parent
+    stdout, stderr = (home / "stdout.txt").read_text(), (home / "stderr.txt").read_text()
+    assert stderr.count("epoch 2/2 ·") == 1 and stderr.count("run folder runs/alone") == 1, stderr
+    assert "Grad strides do not match bucket view strides" not in stderr
+    assert stdout.count("best: epoch") == 1
+    assert [p.name for p in (home / "runs").iterdir()] == ["alone"]
+    ckpt = load_checkpoint(left_alone / "checkpoints" / "last.pt")
+    assert ckpt["step"] == STEPS and ckpt["train_state"]["world_size"] == 2
 
 
 def test_max_restarts_carries_on_after_a_killed_worker_as_if_left_alone(tmp_path, left_alone):
@@ -169,5 +187,5 @@ def test_two_nodes_stopped_by_sigterm_carry_on_with_the_same_command(tmp_path, l
     again = [launch(tmp_path, *nodes, run_name="n2") for _ in range(2)]
     finished = [finish(agent) for agent in again]
     assert all(code == 0 for code, _ in finished), [s for _, s in finished]
-    assert any(f"resuming runs/n2/checkpoints/last.pt" in s for _, s in finished), [s for _, s in finished]
+    assert any("resuming runs/n2/checkpoints/last.pt" in s for _, s in finished), [s for _, s in finished]
     assert_same_weights(tmp_path / "runs" / "n2", left_alone)
