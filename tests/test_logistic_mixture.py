@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pixelcnn_cli.models.pixelcnnpp import mixture as lm
+from pixelcnn_cli.models import mixture as lm
 
 K = 4
 

@@ -50,7 +50,7 @@ def test_every_colour_depends_on_exactly_the_past_through_the_likelihood(channel
 
 def test_the_check_catches_a_likelihood_that_reads_its_own_colour(monkeypatch):
     """Break the coupling so that R's mean moves with R itself: the same check must fail."""
-    from pixelcnn_cli.models.pixelcnnpp import mixture as lm
+    from pixelcnn_cli.models import mixture as lm
 
     original = lm._coupled_means
 

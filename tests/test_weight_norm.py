@@ -17,8 +17,9 @@ from pixelcnn_cli.causality import check_causality, full_view_size
 from pixelcnn_cli.checkpoint import load_checkpoint
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.data.quantize import levels_to_input, to_levels
+from pixelcnn_cli.models.blocks import GatedResnet, weight_norm_scales
 from pixelcnn_cli.models.pixelcnnpp import PixelCNNPPOptions
-from pixelcnn_cli.models.pixelcnnpp.net import GatedResnet, PixelCNNPPNet
+from pixelcnn_cli.models.pixelcnnpp.net import PixelCNNPPNet
 from pixelcnn_cli.models.pixelcnnpp.plugin import PixelCNNPP
 from pixelcnn_cli.models.weight_norm import fixed_random_numbers, is_weight_normed
 from pixelcnn_cli.training.ema import WeightAverage
@@ -43,7 +44,7 @@ def layer_outputs(model: PixelCNNPP, x, labels) -> dict[torch.nn.Module, torch.T
     """Every convolution's output in one train-mode pass, dropout drawn as the init pass draws it."""
     outputs = {}
     hooks = [m.register_forward_hook(lambda m, a, out: outputs.__setitem__(m, out))
-             for m in model.net.weight_norm_scales()]
+             for m in weight_norm_scales(model.net)]
     model.train()
     with torch.no_grad(), fixed_random_numbers(x.device):
         model(x, labels)
@@ -57,7 +58,7 @@ def test_after_data_init_every_layer_has_mean_zero_and_its_init_scale(channels, 
     model, spec = build(channels, classes, dropout=dropout, nr_resnet=2, weight_norm=True)
     x, labels = init_batch(spec)
     model.data_init(x, labels)
-    scales = model.net.weight_norm_scales()
+    scales = weight_norm_scales(model.net)
     # openai/pixel-cnn: 0.1 for every block's second convolution, 1 elsewhere (the output 1x1 too)
     blocks = [m for m in model.net.modules() if isinstance(m, GatedResnet)]
     assert sorted(scales.values()).count(0.1) == len(blocks) and scales[model.net.out] == 1.0

@@ -122,3 +122,16 @@ def fixed_random_numbers(device: torch.device, seed: int = 0) -> Iterator[None]:
         for index in cuda:  # only the forked generators: the process's other GPUs keep theirs
             torch.cuda.default_generators[index].manual_seed(seed)
         yield
+
+
+def init_from_batch(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, scales: dict[nn.Module, float]) -> None:
+    """:func:`data_init` of ``net`` on the batch ``x``, the pass run in train mode, dropout on, as
+    openai/pixel-cnn's init pass does (the layers are then scaled for the training steps that
+    follow), with dropout drawn from a fixed seed so the init depends on ``x`` and the weights only."""
+    was_training = net.training
+    net.train()
+    try:
+        with fixed_random_numbers(x.device):
+            data_init(lambda: net(x, labels), scales)
+    finally:
+        net.train(was_training)

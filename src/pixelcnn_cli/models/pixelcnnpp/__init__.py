@@ -1,7 +1,7 @@
 """PixelCNN++ (Salimans et al. 2017, arXiv 1701.05517), whole in one package.
 
 * :mod:`.net`: the two-stream U-net of shifted convolutions and gated resnet blocks;
-* :mod:`.mixture`: the discretised logistic mixture likelihood (exact in log space, 2 to 256 levels);
+* its likelihood, the discretised logistic mixture, is :mod:`pixelcnn_cli.models.mixture` (PixelSNAIL's too);
 * :mod:`.incremental`: the cached state that computes every cell once per sampling run;
 * :mod:`.plugin`: the model (network + likelihood) and the built-in model plugin ``pixelcnnpp``.
 """

@@ -44,7 +44,7 @@ half resolution and a sixteenth at quarter resolution. A block pair (``u`` and `
 (2n + 1) * 63 F^2`` in all (23 M for the paper's n = 5, F = 160), independent of the image size:
 the network's cost per output pixel, where the naive sampler pays it for every pixel of the
 image at every step. On top of that, the output 1x1 once per pixel and, per colour,
-:func:`~.mixture.level_log_probs` on the pixel's parameters (``C x L x K`` values:
+:func:`~..mixture.level_log_probs` on the pixel's parameters (``C x L x K`` values:
 colours, levels, components): the network runs once per pixel and the mixture turns its
 parameters into each colour's distribution given the colours already drawn (the R -> G -> B
 coupling lives there alone, since the network's output at a pixel never depends on that pixel).
@@ -64,9 +64,10 @@ import torch
 import torch.nn.functional as F
 
 from ...contracts import ColourwiseIncrementalState
+from ..blocks import GatedResnet
 from ..caches import push_row, window_matrix
 from ..shifts import concat_elu
-from .net import STAGES, GatedResnet, PixelCNNPPNet
+from .net import STAGES, PixelCNNPPNet
 
 
 def _label_bias(block: GatedResnet, labels: torch.Tensor | None) -> torch.Tensor | None:

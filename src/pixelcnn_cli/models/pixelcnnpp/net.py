@@ -1,5 +1,5 @@
 """PixelCNN++ (Salimans et al. 2017, arXiv 1701.05517): the network (:mod:`.plugin` pairs it with its
-likelihood, :mod:`.mixture`).
+likelihood, :mod:`..mixture`).
 
 Architecture: the input gets a constant channel of ones (so the zeros that padding and shifts
 bring in differ from data), then two streams: ``u`` sees the rows above a pixel, ``ul`` the rows
@@ -22,7 +22,7 @@ the autoregressive order: the output at ``(i, j)`` sees every channel of earlier
 Initialisation: plain PyTorch initialisation plus a scaled-down last conv per block (see
 :class:`GatedResnet`) by default; with the ``weight_norm`` option the paper's weight normalisation
 and data-dependent initialisation instead (:mod:`..weight_norm`, scales from
-:meth:`PixelCNNPPNet.weight_norm_scales`).
+:func:`..blocks.weight_norm_scales`).
 """
 
 from __future__ import annotations
@@ -32,43 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...autocast import in_fp32
-from ..shifts import concat_elu, shift_down, shift_right
+from ..blocks import DownRightShiftedConv2d, DownShiftedConv2d, GatedResnet, nin
+from ..shifts import shift_down, shift_right
 
 
 #: Number of resolutions (the paper's 32, 16, 8 for CIFAR-10).
 STAGES = 3
-
-
-def nin(in_channels: int, out_channels: int) -> nn.Conv2d:
-    """Network-in-network: a 1x1 convolution, i.e. a dense layer over channels at each pixel."""
-    return nn.Conv2d(in_channels, out_channels, 1)
-
-
-class DownShiftedConv2d(nn.Conv2d):
-    """Output ``(r, c)`` reads input rows ``r-kh+1 .. r`` and columns ``c-(kw-1)//2 .. c+(kw-1)//2``:
-    its own row and rows above, centred; nothing below. With ``stride=2``, output ``(p, q)`` reads
-    rows ``2p-kh+1 .. 2p`` and the output has ``ceil(H/2)`` rows."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int] = (2, 3), stride: int = 1):
-        super().__init__(in_channels, out_channels, kernel, stride=stride)
-        kh, kw = kernel
-        self.pad = ((kw - 1) // 2, (kw - 1) // 2, kh - 1, 0)  # left, right, top, bottom
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, self.pad))
-
-
-class DownRightShiftedConv2d(nn.Conv2d):
-    """Output ``(r, c)`` reads input rows ``r-kh+1 .. r`` and columns ``c-kw+1 .. c``: itself and
-    cells above and to the left only."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int] = (2, 2), stride: int = 1):
-        super().__init__(in_channels, out_channels, kernel, stride=stride)
-        kh, kw = kernel
-        self.pad = (kw - 1, 0, kh - 1, 0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, self.pad))
 
 
 class DownShiftedConvTranspose2d(nn.ConvTranspose2d):
@@ -97,42 +66,6 @@ class DownRightShiftedConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
         return super().forward(x)[:, :, : 2 * h, : 2 * w]
-
-
-class GatedResnet(nn.Module):
-    """``x + a * sigmoid(b)`` with ``a, b`` from two convolutions of ``concat_elu`` activations, an
-    optional auxiliary input (through a 1x1) and an optional per-class bias."""
-
-    def __init__(self, nr_filters: int, conv: type[nn.Conv2d], aux_channels: int = 0, num_classes: int = 0,
-                 dropout: float = 0.5):
-        super().__init__()
-        self.conv_in = conv(2 * nr_filters, nr_filters)
-        self.nin_aux = nin(2 * aux_channels, nr_filters) if aux_channels else None
-        self.dropout = nn.Dropout(dropout)
-        self.conv_out = conv(2 * nr_filters, 2 * nr_filters)
-        # Residual blocks start near the identity: the gated term is about a tenth of what the
-        # default initialisation gives, so stacking 2 * (6 * nr_resnet + 2) of them keeps the
-        # activations' scale (the paper gets the same from weight norm's data-dependent init);
-        # without it Adam at 1e-3 starts from a larger, noisier output.
-        with torch.no_grad():
-            self.conv_out.weight.mul_(0.1)
-            self.conv_out.bias.mul_(0.1)
-        # Zero at the start: labels add nothing until training finds a use for them (the default
-        # N(0, 1) would shift every gate by a random unit-scale offset per class).
-        self.label_bias = nn.Embedding(num_classes, 2 * nr_filters) if num_classes else None
-        if self.label_bias is not None:
-            nn.init.zeros_(self.label_bias.weight)
-
-    def forward(self, x: torch.Tensor, aux: torch.Tensor | None = None, labels: torch.Tensor | None = None):
-        c = self.conv_in(concat_elu(x))
-        if self.nin_aux is not None:
-            c = c + self.nin_aux(concat_elu(aux))
-        c = self.dropout(concat_elu(c))
-        c = self.conv_out(c)
-        if self.label_bias is not None:
-            c = c + self.label_bias(labels)[:, :, None, None]
-        a, b = c.chunk(2, dim=1)
-        return x + a * torch.sigmoid(b)
 
 
 class PixelCNNPPNet(nn.Module):
@@ -192,16 +125,6 @@ class PixelCNNPPNet(nn.Module):
         self.up_ul_conv = nn.ModuleList(DownRightShiftedConvTranspose2d(f, f, (2, 2)) for _ in range(STAGES - 1))
 
         self.out = nin(f, out_channels)
-
-    def weight_norm_scales(self) -> dict[nn.Module, float]:
-        """Every convolution's data-init scale: openai/pixel-cnn's ``init_scale``, 0.1 for each
-        block's second convolution (so a block starts near the identity), 1 for every other
-        layer, the output 1x1 included."""
-        scales: dict[nn.Module, float] = {m: 1.0 for m in self.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
-        for block in self.modules():
-            if isinstance(block, GatedResnet):
-                scales[block.conv_out] = 0.1
-        return scales
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if (labels is None) != (self.num_classes == 0):

@@ -1,5 +1,5 @@
 """The model plugin ``pixelcnnpp``: PixelCNN++'s network (:mod:`.net`) with its likelihood, the
-discretised logistic mixture (:mod:`.mixture`), and its cached sampler state (:mod:`.incremental`)."""
+discretised logistic mixture (:mod:`..mixture`), and its cached sampler state (:mod:`.incremental`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from torch import nn
 
 from ...contracts import ModelSpec
 from ...errors import ConfigError
-from ..weight_norm import apply_weight_norm, convolutions, fixed_random_numbers
-from ..weight_norm import data_init as init_from_batch
-from . import mixture
+from ..blocks import weight_norm_scales
+from ..weight_norm import apply_weight_norm, convolutions, init_from_batch
+from .. import mixture
 from .incremental import PixelCNNPPIncrementalState
 from .net import PixelCNNPPNet
 
@@ -48,18 +48,9 @@ class PixelCNNPP(nn.Module):
 
     def data_init(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         """Weight norm's data-dependent initialisation on the batch ``x`` (:mod:`..weight_norm`); does
-        nothing without the ``weight_norm`` option. The pass runs in train mode, dropout on, as
-        openai/pixel-cnn's init pass does (the layers are then scaled for the training steps that
-        follow), with dropout drawn from a fixed seed so the init depends on ``x`` and the weights only."""
-        if not self.options.weight_norm:
-            return
-        was_training = self.training
-        self.train()
-        try:
-            with fixed_random_numbers(x.device):
-                init_from_batch(lambda: self.net(x, labels), self.net.weight_norm_scales())
-        finally:
-            self.train(was_training)
+        nothing without the ``weight_norm`` option."""
+        if self.options.weight_norm:
+            init_from_batch(self.net, x, labels, weight_norm_scales(self.net))
 
     @property
     def reach(self) -> int:

@@ -1,4 +1,5 @@
-"""The discretised logistic mixture likelihood of PixelCNN++ (Salimans et al. 2017), for 2 to 256 levels.
+"""The discretised logistic mixture likelihood of PixelCNN++ (Salimans et al. 2017), for 2 to 256 levels;
+PixelCNN++ and PixelSNAIL share it.
 
 A network gives, at every pixel, the parameters of a mixture of ``K`` components over the
 whole pixel (one mixture indicator for all its colours):
