@@ -1,4 +1,4 @@
-"""pixelcnn: the PixelCNN family (Gated PixelCNN, PixelCNN++) as one command-line suite and a small library.
+"""pixelcnn: the PixelCNN family (Gated PixelCNN, PixelCNN++, PixelSNAIL) as one command-line suite and a small library.
 
 Commands: ``pixelcnn train``, ``sample``, ``eval``, ``score``, ``runs``, ``plot``,
 ``inspect-masks`` and ``plugins`` (:mod:`pixelcnn_cli.cli`). Everything a plugin author or a

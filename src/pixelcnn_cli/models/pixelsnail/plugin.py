@@ -1,0 +1,86 @@
+"""The model plugin ``pixelsnail``: PixelSNAIL's network (:mod:`.net`) with the discretised logistic
+mixture likelihood it shares with PixelCNN++ (:mod:`..mixture`)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from ...contracts import ModelSpec
+from ...errors import ConfigError
+from .. import mixture
+from ..blocks import Nonlinearity, weight_norm_scales
+from ..weight_norm import apply_weight_norm, convolutions, init_from_batch
+from .net import PixelSNAILNet
+
+#: Attention sees every earlier pixel at any distance: ``inspect-masks`` checks the whole image
+#: (or the largest square its CPU budget affords) and expects no blind spot anywhere.
+UNBOUNDED_REACH = 1 << 20
+
+
+class PixelSNAILOptions(BaseModel):
+    """PixelSNAIL's options; the defaults are the authors' CIFAR-10 model (``h12_noup_smallkey``,
+    the flags of their README and the defaults of their train.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nr_resnet: int = Field(4, ge=1, description="Gated resnet blocks before each attention block (the authors: 4)")
+    nr_filters: int = Field(256, ge=1, description="Feature maps of the stream (the authors: 256)")
+    attention_blocks: int = Field(12, ge=1, description="Attention blocks, each after nr_resnet resnet blocks (the authors: 12)")
+    key_size: int = Field(16, ge=1, description="Channels of each key and query (the authors: 16)")
+    value_size: Optional[int] = Field(None, ge=1, description="Channels of each value (the authors: nr_filters / 2)")
+    nr_logistic_mix: int = Field(10, ge=1, description="Components of the discretised logistic mixture (the authors: 10)")
+    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout in every block while training (the authors: 0.5)")
+    nonlinearity: Nonlinearity = Field("elu", description="Activation inside the gated resnet blocks (the authors' train.py: elu)")
+    weight_norm: bool = Field(False, description="Weight normalisation, initialised from the first 16 training "
+                                                 "images (the authors: on, from 8)")
+
+
+class PixelSNAIL(nn.Module):
+    """The network and its likelihood: ``forward`` gives mixture parameters, ``nll`` and
+    ``level_log_probs`` say what they mean (the model contract's likelihood methods)."""
+
+    reach = UNBOUNDED_REACH
+
+    def __init__(self, spec: ModelSpec, options: PixelSNAILOptions):
+        super().__init__()
+        self.spec = spec
+        self.options = options
+        out = mixture.channels_for(spec.channels, options.nr_logistic_mix)
+        value_size = options.value_size or max(1, options.nr_filters // 2)
+        self.net = PixelSNAILNet(spec.channels, out, spec.num_classes, options.nr_resnet, options.nr_filters,
+                                 options.attention_blocks, options.key_size, value_size, options.dropout,
+                                 options.nonlinearity)
+        if options.weight_norm:
+            apply_weight_norm(convolutions(self.net))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x, labels)
+
+    def data_init(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Weight norm's data-dependent initialisation on the batch ``x`` (:mod:`..weight_norm`); does
+        nothing without the ``weight_norm`` option."""
+        if self.options.weight_norm:
+            init_from_batch(self.net, x, labels, weight_norm_scales(self.net))
+
+    def nll(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return mixture.nll(output, x, self.spec.color_levels, self.options.nr_logistic_mix)
+
+    def level_log_probs(self, output: torch.Tensor, x: torch.Tensor, colour: int | None = None) -> torch.Tensor:
+        return mixture.level_log_probs(output, x, self.spec.color_levels, self.options.nr_logistic_mix, colour)
+
+
+class PixelSNAILPlugin:
+    """The built-in model plugin ``pixelsnail`` (``--model pixelsnail``)."""
+
+    name = "pixelsnail"
+    description = "PixelSNAIL (Chen et al. 2017): gated resnet blocks and causal self-attention over every earlier pixel"
+    options_model: type[BaseModel] = PixelSNAILOptions
+
+    def build(self, options: PixelSNAILOptions, spec: ModelSpec) -> PixelSNAIL:
+        if spec.channels not in (1, 3):
+            raise ConfigError(f"pixelsnail models 1 (grey) or 3 (RGB) channels, not {spec.channels}")
+        return PixelSNAIL(spec, options)
