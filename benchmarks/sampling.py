@@ -5,12 +5,14 @@
     python benchmarks/sampling.py --case grey28 --batch-sizes 16 --naive-max-pixels 0   # cached only
     python benchmarks/sampling.py --model pixelcnnpp                      # PixelCNN++, small
     python benchmarks/sampling.py --model pixelcnnpp --nr-resnet 5 --nr-filters 160 --naive-max-pixels 2  # the paper's size
+    python benchmarks/sampling.py --model pixelsnail                      # PixelSNAIL at the pixelsnail-cpu preset
 
 Models have random weights and 10 classes: speed does not depend on what the weights are.
 ``--model gated`` (the default) is the seed's default architecture (30 feature maps, 6 gated
 layers, 7x7 kernels); ``--model pixelcnnpp`` is PixelCNN++ with ``--nr-resnet`` and
 ``--nr-filters`` (default 1 and 32, a CPU-friendly size; the paper's is 5 and 160) and the
 paper's 10 mixture components. Its default cases are 16 images of ``grey28-256`` and ``rgb32``.
+``--model pixelsnail`` is PixelSNAIL with the ``pixelsnail-cpu`` preset's options (the same cases).
 
 The naive sampler runs one full forward pass per pixel and colour, every one the same work,
 so a full 28x28 run takes minutes. By default it is timed on its first ``--naive-max-pixels``
@@ -37,6 +39,8 @@ from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.models.gated import GatedPixelCNN
 from pixelcnn_cli.models.pixelcnnpp import PixelCNNPP, PixelCNNPPOptions
+from pixelcnn_cli.models.pixelsnail import PixelSNAIL, PixelSNAILOptions
+from pixelcnn_cli.presets import PRESETS
 from pixelcnn_cli.tf32 import full_fp32
 
 # name: (channels, height, width, color levels)
@@ -49,6 +53,7 @@ CASES = {
 DEFAULT_RUNS = {
     "gated": [("grey28", 1), ("grey28", 16), ("grey28", 64), ("grey16", 16), ("rgb32", 16)],
     "pixelcnnpp": [("grey28-256", 16), ("rgb32", 16)],
+    "pixelsnail": [("grey28-256", 16), ("rgb32", 16)],
 }
 MODELS = tuple(DEFAULT_RUNS)
 
@@ -83,6 +88,8 @@ class ModelChoice:
     def describe(self) -> str:
         if self.name == "gated":
             return "gated (the seed's default: 30 fmaps, 6 gated layers, 7x7 kernels)"
+        if self.name == "pixelsnail":
+            return f"pixelsnail (the pixelsnail-cpu preset: {PRESETS['pixelsnail-cpu'].values['model_options']})"
         return f"pixelcnnpp (nr_resnet {self.nr_resnet}, nr_filters {self.nr_filters}, 10 mixture components)"
 
 
@@ -93,6 +100,8 @@ def build(channels: int, height: int, width: int, levels: int, device: torch.dev
     spec = ModelSpec(channels, height, width, levels, 10)
     if choice.name == "gated":
         model = GatedPixelCNN(spec, ArchitectureConfig())
+    elif choice.name == "pixelsnail":
+        model = PixelSNAIL(spec, PixelSNAILOptions(**PRESETS["pixelsnail-cpu"].values["model_options"]))
     else:
         model = PixelCNNPP(spec, PixelCNNPPOptions(nr_resnet=choice.nr_resnet, nr_filters=choice.nr_filters))
     return place_model(model, device).eval(), spec

@@ -1,5 +1,6 @@
 """The model plugin ``pixelsnail``: PixelSNAIL's network (:mod:`.net`) with the discretised logistic
-mixture likelihood it shares with PixelCNN++ (:mod:`..mixture`)."""
+mixture likelihood it shares with PixelCNN++ (:mod:`..mixture`), and its cached sampler state
+(:mod:`.incremental`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ...errors import ConfigError
 from .. import mixture
 from ..blocks import Nonlinearity, weight_norm_scales
 from ..weight_norm import apply_weight_norm, convolutions, init_from_batch
+from .incremental import PixelSNAILIncrementalState
 from .net import PixelSNAILNet
 
 #: Attention sees every earlier pixel at any distance: ``inspect-masks`` checks the whole image
@@ -71,6 +73,11 @@ class PixelSNAIL(nn.Module):
 
     def level_log_probs(self, output: torch.Tensor, x: torch.Tensor, colour: int | None = None) -> torch.Tensor:
         return mixture.level_log_probs(output, x, self.spec.color_levels, self.options.nr_logistic_mix, colour)
+
+    def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
+        """Cached state for the fast sampler: one network step per pixel and a key/value cache per
+        attention block (:mod:`.incremental`). The model must be in eval mode."""
+        return PixelSNAILIncrementalState(self.net, self.level_log_probs, labels, count, height, width)
 
 
 class PixelSNAILPlugin:
