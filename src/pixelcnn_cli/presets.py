@@ -63,6 +63,26 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
          "lr_schedule": "decay", "lr_decay": 0.999995, "ema": 0.9995, "weight_decay": 0.0, "max_norm": 0.0},
     ),
     Preset(
+        "pixelsnail-paper-cifar",
+        "the PixelSNAIL paper's CIFAR-10 model: 12 attention blocks after 4 resnets each, 256 filters, 10 mixtures, "
+        "unconditional, 256 levels (GPU-sized)",
+        "Chen et al. 2017 (arXiv 1712.09763) and the authors' neocxi/pixelsnail-public (commit db1f4ec): its README's "
+        "CIFAR-10 run (model h12_noup_smallkey: keys and queries of 16 channels, values of nr_filters / 2; "
+        "nr_filters 256, 10 mixtures, dropout 0.5, Polyak averaging 0.9995, 8 images per GPU) with train.py's "
+        "defaults for the rest: 4 resnets per block, elu inside the blocks, Adam 1e-3 with beta1 0.95 and beta2 "
+        "0.9995 decayed by 0.999998 every step, max_epochs 5000, no weight decay or clipping, weight normalisation "
+        "with data-dependent init. Left open there and chosen here: the number of GPUs (the README says 'a machine "
+        "with multiple GPUs'; this preset's batch 64 is 8 x 8, one process: under torchrun on 8 processes pass "
+        "--batch-size 8), Adam's epsilon (theirs 1e-6, ours PyTorch's 1e-8), the init batch (theirs 8 random "
+        "images, ours the first 16 by index).",
+        {"model": "pixelsnail", "dataset": "cifar", "color_levels": 256, "unconditional": True,
+         "model_options": {"nr_resnet": 4, "nr_filters": 256, "attention_blocks": 12, "key_size": 16,
+                           "value_size": 128, "nr_logistic_mix": 10, "dropout": 0.5, "nonlinearity": "elu",
+                           "weight_norm": True},
+         "batch_size": 64, "epochs": 5000, "learning_rate": 1e-3, "adam_betas": (0.95, 0.9995),
+         "lr_schedule": "decay", "lr_decay": 0.999998, "ema": 0.9995, "weight_decay": 0.0, "max_norm": 0.0},
+    ),
+    Preset(
         "gated-cpu",
         "a gated PixelCNN that learns 256 levels in minutes on a laptop CPU",
         "chosen by measurement on a 2-core CPU (benchmarks/presets.py)",
@@ -76,6 +96,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "chosen by measurement on a 2-core CPU (benchmarks/presets.py)",
         {"model": "pixelcnnpp",
          "model_options": {"nr_resnet": 1, "nr_filters": 32, "nr_logistic_mix": 5, "dropout": 0.0},
+         "batch_size": 16, "learning_rate": 2e-3, "lr_schedule": "constant",
+         "weight_decay": 0.0, "max_norm": 0.0, "ema": 0.999},
+    ),
+    Preset(
+        "pixelsnail-cpu",
+        "a small PixelSNAIL for a laptop CPU: two attention blocks over a PixelCNN++-cpu-sized stream",
+        "provisional: sized like pixelcnnpp-cpu (32 filters, 5 mixtures, batch 16, lr 2e-3) with two attention "
+        "blocks of one resnet each; the 10-minute comparison of benchmarks/presets.py has not chosen it yet",
+        {"model": "pixelsnail",
+         "model_options": {"nr_resnet": 1, "nr_filters": 32, "attention_blocks": 2, "key_size": 16,
+                           "value_size": 16, "nr_logistic_mix": 5, "dropout": 0.0, "nonlinearity": "elu"},
          "batch_size": 16, "learning_rate": 2e-3, "lr_schedule": "constant",
          "weight_decay": 0.0, "max_norm": 0.0, "ema": 0.999},
     ),
