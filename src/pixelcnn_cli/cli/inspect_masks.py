@@ -163,8 +163,9 @@ def _show(check: MaskCheck) -> None:
     name = result.model_name
     if not result.masked:
         common.out.print(
-            f"{name}: no masked kernels; its order comes from how its layers are shifted (and, for "
-            "PixelCNN++, from its down- and up-sampling streams), so the gradients below are the whole proof"
+            f"{name}: no masked kernels; its order comes from how its layers are shifted (for PixelCNN++ also "
+            "from its down- and up-sampling streams, for PixelSNAIL from its strictly causal attention), so the "
+            "gradients below are the whole proof"
         )
         common.out.print(_view_table(result))
     else:
