@@ -49,9 +49,10 @@ def test_a_command_that_computes_loads_torch(tmp_path):
 @pytest.mark.parametrize("words, expected", [
     ("pixelcnn tr", ["train"]),
     ("pixelcnn train --pre", ["--preset", "--precision"]),
-    ("pixelcnn train --preset pix", ["pixelcnnpp-paper-cifar", "pixelcnnpp-cpu"]),
+    ("pixelcnn train --preset pix", ["pixelcnnpp-paper-cifar", "pixelcnnpp-cpu", "pixelsnail-paper-cifar",
+                                     "pixelsnail-cpu"]),
     ("pixelcnn train --dataset mnist", ["mnist", "mnist-sample"]),
-    ("pixelcnn inspect-masks --model pixel", ["pixelcnnpp"]),
+    ("pixelcnn inspect-masks --model pixel", ["pixelcnnpp", "pixelsnail"]),
 ])
 def test_shell_completion(words, expected):
     cword = len(words.split()) - 1

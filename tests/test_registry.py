@@ -300,7 +300,7 @@ def test_the_environment_variable_switches_third_party_plugins_off(cli, fake_sit
     assert "fake-number" in registry.datasets.names()
     monkeypatch.setenv(registry.DISABLE_ENV, "1")
     assert set(registry.datasets.names()) == BUILTIN_DATASETS  # noticed without a reset
-    assert registry.models.names() == ["gated", "pixelcnnpp"]  # the built-in ones
+    assert registry.models.names() == ["gated", "pixelcnnpp", "pixelsnail"]  # the built-in ones
     with pytest.raises(PluginError, match=r"model plugin 'fakegated' \(pixelcnn-fake 1.2.3\) is switched off by PIXELCNN_DISABLE_PLUGINS=1"):
         registry.models.get("fakegated")
 
