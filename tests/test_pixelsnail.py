@@ -130,3 +130,11 @@ def test_weight_norm_initialises_from_data_and_stays_causal():
     model.data_init(x, None)
     report = check_causality(model.eval(), spec, 8, 8, max_trials=1)
     assert report.future_violations == 0 and report.blind_spots == 0
+
+
+def test_the_cpu_check_of_a_large_model_stays_at_16x16_where_attention_matters():
+    from pixelcnn_cli.causality import affordable_size
+
+    model, spec = build(3, side=32)
+    assert affordable_size(model, spec, 32, budget=0) == 16
+    assert affordable_size(model, spec, 12, budget=0) == 12  # a smaller image is checked whole

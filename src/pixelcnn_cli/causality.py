@@ -105,8 +105,10 @@ def check_cost(model: nn.Module, channels: int, side: int) -> float:
 
 
 def affordable_size(model: nn.Module, spec: ModelSpec, side: int, budget: float = CPU_CHECK_BUDGET) -> int:
-    """The largest square, at most ``side`` and at least :data:`MIN_CHECK_SIZE`, whose check fits ``budget``."""
-    while side > MIN_CHECK_SIZE and check_cost(model, spec.channels, side) > budget:
+    """The largest square, at most ``side`` and at least :data:`MIN_CHECK_SIZE` (or the model's own
+    ``min_check_size``: PixelSNAIL's 16, where attention matters), whose check fits ``budget``."""
+    floor = min(side, max(MIN_CHECK_SIZE, int(getattr(model, "min_check_size", MIN_CHECK_SIZE))))
+    while side > floor and check_cost(model, spec.channels, side) > budget:
         side -= 1
     return side
 

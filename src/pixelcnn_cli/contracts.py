@@ -39,7 +39,8 @@ Optional attributes the host reads when present:
   step, on the first 16 training images (by index, the same on every process; ``x`` and
   ``labels`` as ``forward`` takes them, fp32, on the training device); a resumed run does not;
 * on a built model, ``reach`` (an ``int``): how many pixels its view extends up and to the left,
-  so ``inspect-masks`` checks an image just large enough to see it whole; ``has_blind_spot =
+  so ``inspect-masks`` checks an image just large enough to see it whole (``min_check_size``, an
+  ``int``: a square the CPU check never shrinks below to fit its budget); ``has_blind_spot =
   True``: the model leaves some earlier pixels unseen by design (the classic PixelCNN), which
   ``inspect-masks`` reports without failing. Use ``nn.ReLU`` modules rather than ``F.relu``: the
   causality check swaps them for leaky ones so that no dependency hides behind a dead unit.

@@ -46,6 +46,9 @@ class PixelSNAIL(nn.Module):
     ``level_log_probs`` say what they mean (the model contract's likelihood methods)."""
 
     reach = UNBOUNDED_REACH
+    #: the CPU check of a large model shrinks its square to fit a budget, but not below this: on
+    #: 16x16 the attention is what reaches most earlier pixels (the convolutions, a few rows)
+    min_check_size = 16
 
     def __init__(self, spec: ModelSpec, options: PixelSNAILOptions):
         super().__init__()
