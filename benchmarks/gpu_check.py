@@ -84,8 +84,17 @@ SIZES = {
     "tiny": Size("tiny", 8, 4, 8, 2, 2, 1, 64, 2, tuple(TINY_ARCH)),
 }
 
+# PixelSNAIL's options per size: the pixelsnail-cpu preset's network, and a tinier one for the CPU run
+PIXELSNAIL = {
+    "full": {"nr_resnet": 1, "nr_filters": 32, "attention_blocks": 2, "key_size": 16, "value_size": 16,
+             "nr_logistic_mix": 5, "dropout": 0.0},
+    "tiny": {"nr_resnet": 1, "nr_filters": 8, "attention_blocks": 1, "key_size": 4, "value_size": 4,
+             "nr_logistic_mix": 2, "dropout": 0.0},
+}
+
 # step: its own time limit in seconds, full size (tiny runs get the same; they need far less)
 TIMEOUTS = {"cuda tests": 180, "train pixelcnnpp": 240, "train fp32": 180, "train log-every 1": 180, "deterministic": 240, "train compile": 300, "train bf16": 180, "sample naive": 180,
+            "train pixelsnail": 240, "pixelsnail bf16 compile": 300, "pixelsnail samplers": 240,
             "sample cached": 180, "eval": 120, "torchrun": 180, "nccl": 90, "test suite": 600}
 
 
@@ -330,6 +339,27 @@ class Checker:
                             f"pixel colours, {images}/{self.size.samples} images")
         return run
 
+    def samplers(self, run: str):
+        """Both samplers on ``run``'s checkpoint, same seed: the images must agree (and how fast each is)."""
+        def go(step: Step) -> None:
+            checkpoint = self.runs / run / "checkpoints" / "best.pt"
+            if not checkpoint.exists():
+                raise StepFailed(f"no checkpoint: train {run} failed")
+            seconds, pictures = {}, {}
+            for sampler in ("naive", "cached"):
+                pictures[sampler] = self.work / f"{run}-{sampler}.png"
+                ran = self.checked(step, self.cli("sample", "-m", str(checkpoint), "--sampler", sampler, "--count",
+                                                  str(self.size.samples), "--seed", "0", "--output",
+                                                  str(pictures[sampler]), "--device", self.device),
+                                   timeout=TIMEOUTS[step.name] / 2)
+                seconds[sampler] = ran.seconds
+            same, images = agreement(pictures["naive"], pictures["cached"], self.size.samples, self.size.side)
+            step.figures = {"naive_wall_seconds": seconds["naive"], "cached_wall_seconds": seconds["cached"],
+                            "identical_pixel_colours": same, "identical_images": images, "images": self.size.samples}
+            step.result = (f"{self.size.samples} images: naive {seconds['naive']:.1f} s, cached {seconds['cached']:.1f} s "
+                           f"(wall) · same: {same:.2%} of pixel colours, {images}/{self.size.samples} images")
+        return go
+
     def eval(self, step: Step) -> None:
         if self.checkpoint is None or not self.checkpoint.exists():
             raise StepFailed("no checkpoint: train fp32 failed")
@@ -537,6 +567,13 @@ def main(argv: list[str] | None = None) -> int:
         pp = [] if size.name == "full" else ["--model-option", "nr_resnet=1", "--model-option", "nr_filters=8",
                                              "--model-option", "nr_logistic_mix=2"]
         c.step("train pixelcnnpp", c.train("pixelcnnpp", ["--model", "pixelcnnpp", *pp], arch=False))
+        # PixelSNAIL at the pixelsnail-cpu preset's size (its naive sampler on the paper's 46M would
+        # take minutes of the budget), smaller still on the CPU; bf16 and compile on a GPU
+        sn = ["--model", "pixelsnail", *(f for k, v in PIXELSNAIL[size.name].items() for f in ("--model-option", f"{k}={v}"))]
+        c.step("train pixelsnail", c.train("pixelsnail", sn, arch=False))
+        c.step("pixelsnail bf16 compile", c.train("pixelsnail-bf16", [*sn, "--precision", "bf16", "--compile"], arch=False),
+               skip=no_cuda)
+        c.step("pixelsnail samplers", c.samplers("pixelsnail"))
         c.step("train compile", c.train("compile", ["--compile"]), skip=no_cuda)
         c.step("train bf16", c.train("bf16", ["--precision", "bf16"]), skip=no_cuda)
         c.step("sample naive", c.sample("naive"))

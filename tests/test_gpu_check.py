@@ -13,8 +13,9 @@ import numpy as np
 from PIL import Image
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
-ROWS = ["cuda tests", "data", "train fp32", "train log-every 1", "deterministic", "train pixelcnnpp", "train compile",
-        "train bf16", "sample naive", "sample cached", "eval", "torchrun", "nccl", "test suite"]
+ROWS = ["cuda tests", "data", "train fp32", "train log-every 1", "deterministic", "train pixelcnnpp", "train pixelsnail",
+        "pixelsnail bf16 compile", "pixelsnail samplers", "train compile", "train bf16", "sample naive", "sample cached",
+        "eval", "torchrun", "nccl", "test suite"]
 SKIP_LINE = "skipping the CUDA tests, compile, bf16 and NCCL steps"
 
 
@@ -40,8 +41,8 @@ def test_tiny_cpu_check_runs_every_step_it_can(tmp_path):
     assert report["notice"].endswith(SKIP_LINE) and report["failed"] == []
     steps = {s["name"]: s for s in report["steps"]}
     assert list(steps) == ROWS
-    ran = ["data", "train fp32", "train log-every 1", "deterministic", "train pixelcnnpp", "sample naive",
-           "sample cached", "eval"]
+    ran = ["data", "train fp32", "train log-every 1", "deterministic", "train pixelcnnpp", "train pixelsnail",
+           "pixelsnail samplers", "sample naive", "sample cached", "eval"]
     assert {name for name, s in steps.items() if s["status"] == "PASSED"} == set(ran)
     assert all(s["status"] == "SKIPPED" for name, s in steps.items() if name not in ran)
     assert steps["train fp32"]["figures"]["images_per_second"] > 0
@@ -53,9 +54,11 @@ def test_tiny_cpu_check_runs_every_step_it_can(tmp_path):
     for name in ROWS:  # one table row per step, in order
         assert f"\n{name} " in table
     assert steps["deterministic"]["figures"]["deterministic_identical"] is True
-    assert "8 passed · 6 skipped" in done.stdout
-    # train twice, 4 deterministic-check runs, pixelcnnpp, 2 samples, eval
-    assert (tmp_path / "out" / "gpu_check.log").read_text().count("\n$ ") == 10
+    snail = steps["pixelsnail samplers"]["figures"]
+    assert snail["identical_images"] == 64 and snail["identical_pixel_colours"] == 1.0  # exact on the CPU
+    assert "10 passed · 7 skipped" in done.stdout
+    # train twice, 4 deterministic-check runs, pixelcnnpp, pixelsnail and its 2 samples, 2 samples, eval
+    assert (tmp_path / "out" / "gpu_check.log").read_text().count("\n$ ") == 13
 
 
 def test_a_failing_step_is_a_row_and_the_exit_status(tmp_path):
@@ -63,12 +66,12 @@ def test_a_failing_step_is_a_row_and_the_exit_status(tmp_path):
     assert done.returncode == 1
     steps = {s["name"]: s for s in report["steps"]}
     assert list(steps) == ROWS
-    assert report["failed"] == ["train fp32", "train log-every 1", "deterministic", "train pixelcnnpp", "sample naive",
-                                "sample cached", "eval"]
+    assert report["failed"] == ["train fp32", "train log-every 1", "deterministic", "train pixelcnnpp", "train pixelsnail",
+                                "pixelsnail samplers", "sample naive", "sample cached", "eval"]
     assert "imagefolder" in steps["train fp32"]["error"] and "PIXELCNN_DISABLE_PLUGINS" in steps["train fp32"]["error"]
     assert steps["eval"]["error"] == "no checkpoint: train fp32 failed"
-    assert ("1 passed · 7 failed · 6 skipped · failed: train fp32, train log-every 1, deterministic, train pixelcnnpp, "
-            "sample naive, sample cached, eval") in done.stdout
+    assert ("1 passed · 9 failed · 7 skipped · failed: train fp32, train log-every 1, deterministic, train pixelcnnpp, "
+            "train pixelsnail, pixelsnail samplers, sample naive, sample cached, eval") in done.stdout
 
 
 def test_pytest_summary_and_sample_grid_helpers(tmp_path):
