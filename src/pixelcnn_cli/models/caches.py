@@ -9,6 +9,8 @@ product over the window's cells (one cell at a time).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -43,3 +45,28 @@ def push_row(rows: torch.Tensor, row: torch.Tensor) -> None:
         rows[:, :, :-1] = rows[:, :, 1:].clone()  # overlapping rows: copy through a clone
     pad = (rows.shape[-1] - row.shape[-1]) // 2
     rows[:, :, -1, pad : pad + row.shape[-1]] = row
+
+
+class MixtureLogits:
+    """``pixel_logits`` and ``colour_logits`` of a cached state whose network gives a pixel's mixture
+    parameters once (``_pixel_params(col, row)``, ``B x P x 1 x 1``, kept for the pixel's colours)
+    and whose likelihood is ``level_log_probs(params, x, colour=None)``: PixelCNN++'s and PixelSNAIL's.
+    The mixture runs on a 1 x 1 slice, so the colours of the pixel drawn so far set the later ones'
+    means and weights."""
+
+    level_log_probs: Callable[..., torch.Tensor]
+
+    def _pixel_params(self, col: int, row: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:
+        params = self._pixel_params(col, row)
+        return self.level_log_probs(params, row[:, :, col, None, None])[:, :, :, 0, 0]
+
+    @torch.no_grad()
+    def colour_logits(self, col: int, row: torch.Tensor, colour: int) -> torch.Tensor:
+        """``pixel_logits(col, row)[:, :, colour]``, computing the mixture for that colour alone
+        (the sampler asks for one colour at a time; for RGB the mixture is most of the work)."""
+        params = self._pixel_params(col, row)
+        return self.level_log_probs(params, row[:, :, col, None, None], colour)[:, :, 0, 0, 0]

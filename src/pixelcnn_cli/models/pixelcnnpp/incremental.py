@@ -65,7 +65,7 @@ import torch.nn.functional as F
 
 from ...contracts import ColourwiseIncrementalState
 from ..blocks import GatedResnet
-from ..caches import push_row, window_matrix
+from ..caches import MixtureLogits, push_row, window_matrix
 from ..shifts import concat_elu
 from .net import STAGES, PixelCNNPPNet
 
@@ -179,7 +179,7 @@ class _Scale:
         self.ul_out = like.new_zeros(count, width, f)  # the same for ul, filled cell by cell
 
 
-class PixelCNNPPIncrementalState(ColourwiseIncrementalState):
+class PixelCNNPPIncrementalState(MixtureLogits, ColourwiseIncrementalState):
     """The caches of a :class:`~.net.PixelCNNPPNet` for one sampling run (see the module
     docstring); ``level_log_probs(params, x, colour=None)`` is the model's likelihood."""
 
@@ -310,19 +310,6 @@ class PixelCNNPPIncrementalState(ColourwiseIncrementalState):
             ul = self._ul_pixel(j)
         self._next_col = max(self._next_col, col + 1)
         return ul
-
-    @torch.no_grad()
-    def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:
-        params = self._pixel_params(col, row)
-        # the mixture on a 1 x 1 slice: the colours of this pixel drawn so far set the later ones' means and weights
-        return self.level_log_probs(params, row[:, :, col, None, None])[:, :, :, 0, 0]
-
-    @torch.no_grad()
-    def colour_logits(self, col: int, row: torch.Tensor, colour: int) -> torch.Tensor:
-        """``pixel_logits(col, row)[:, :, colour]``, computing the mixture for that colour alone
-        (the sampler asks for one colour at a time; for RGB the mixture is most of the work)."""
-        params = self._pixel_params(col, row)
-        return self.level_log_probs(params, row[:, :, col, None, None], colour)[:, :, 0, 0, 0]
 
     def _pixel_params(self, col: int, row: torch.Tensor) -> torch.Tensor:
         """The mixture parameters at ``(current row, col)``, ``B x P x 1 x 1``: one network step per pixel."""

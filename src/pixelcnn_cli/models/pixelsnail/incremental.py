@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ...contracts import ColourwiseIncrementalState
 from ..blocks import GatedResnet
-from ..caches import window_matrix
+from ..caches import MixtureLogits, window_matrix
 from .net import AttentionBlock, PixelSNAILNet, positions
 
 
@@ -109,7 +109,7 @@ class _Attention:
         self.keys[:, n], self.values[:, n] = kv[:, : self.key_size], kv[:, self.key_size :]
 
 
-class PixelSNAILIncrementalState(ColourwiseIncrementalState):
+class PixelSNAILIncrementalState(MixtureLogits, ColourwiseIncrementalState):
     """The caches of a :class:`~.net.PixelSNAILNet` for one sampling run (see the module
     docstring); ``level_log_probs(params, x, colour=None)`` is the model's likelihood."""
 
@@ -193,16 +193,6 @@ class PixelSNAILIncrementalState(ColourwiseIncrementalState):
             matrix, bias = self.out
             self._params = torch.addmm(bias, F.elu(ul), matrix)
         return self._params[:, :, None, None]
-
-    @torch.no_grad()
-    def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:
-        params = self._pixel_params(col, row)
-        return self.level_log_probs(params, row[:, :, col, None, None])[:, :, :, 0, 0]
-
-    @torch.no_grad()
-    def colour_logits(self, col: int, row: torch.Tensor, colour: int) -> torch.Tensor:
-        params = self._pixel_params(col, row)
-        return self.level_log_probs(params, row[:, :, col, None, None], colour)[:, :, 0, 0, 0]
 
     @torch.no_grad()
     def end_row(self, row: torch.Tensor) -> None:
