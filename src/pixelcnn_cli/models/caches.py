@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -48,16 +49,34 @@ def push_row(rows: torch.Tensor, row: torch.Tensor) -> None:
 
 
 class MixtureLogits:
-    """``pixel_logits`` and ``colour_logits`` of a cached state whose network gives a pixel's mixture
-    parameters once (``_pixel_params(col, row)``, ``B x P x 1 x 1``, kept for the pixel's colours)
-    and whose likelihood is ``level_log_probs(params, x, colour=None)``: PixelCNN++'s and PixelSNAIL's.
-    The mixture runs on a 1 x 1 slice, so the colours of the pixel drawn so far set the later ones'
-    means and weights."""
+    """The sampler protocol of a cached state whose network gives a pixel's mixture parameters
+    once (one network step per pixel, kept for the pixel's colours) and whose likelihood is
+    ``level_log_probs(params, x, colour=None)``: PixelCNN++'s and PixelSNAIL's. The mixture runs on
+    a 1 x 1 slice, so the colours of the pixel drawn so far set the later ones' means and weights.
 
+    A state that uses it keeps ``x`` (its input buffer: image row ``r`` at ``r + input_row_offset``,
+    column ``c`` at ``c + 1``), ``channels``, ``height``, ``row`` (the current one), ``_next_col``
+    (the first column whose cells are not computed yet), ``_params`` and ``out`` (the output 1x1
+    as a matrix and a bias), and computes its stream with ``_advance(col)``: the cells of the
+    current row up to ``col``, returning the last one's output ``(B, F)``.
+    """
+
+    input_row_offset: int
     level_log_probs: Callable[..., torch.Tensor]
+    _advance: Callable[[int], torch.Tensor | None]
 
     def _pixel_params(self, col: int, row: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The mixture parameters at ``(current row, col)``, ``B x P x 1 x 1``."""
+        if self.row >= self.height:
+            raise RuntimeError("pixel_logits called after the last row")
+        if col != self._next_col - 1:  # a new pixel: one network step, its parameters kept for its colours
+            if col < self._next_col:
+                raise RuntimeError(f"pixel_logits: columns go in order; column {col} is already past")
+            self.x[:, : self.channels, self.row + self.input_row_offset, 1 : col + 1] = row[:, :, :col]
+            ul = self._advance(col)
+            matrix, bias = self.out
+            self._params = torch.addmm(bias, F.elu(ul), matrix)
+        return self._params[:, :, None, None]
 
     @torch.no_grad()
     def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:

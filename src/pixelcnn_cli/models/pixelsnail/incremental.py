@@ -113,6 +113,8 @@ class PixelSNAILIncrementalState(MixtureLogits, ColourwiseIncrementalState):
     """The caches of a :class:`~.net.PixelSNAILNet` for one sampling run (see the module
     docstring); ``level_log_probs(params, x, colour=None)`` is the model's likelihood."""
 
+    input_row_offset = 1  # image row r sits at x's row r + 1 (zero rows above it)
+
     def __init__(self, net: PixelSNAILNet, level_log_probs: Callable[..., torch.Tensor],
                  labels: torch.Tensor | None, count: int, height: int, width: int):
         if net.training:
@@ -181,18 +183,6 @@ class PixelSNAILIncrementalState(MixtureLogits, ColourwiseIncrementalState):
             ul = self._pixel(j)
         self._next_col = max(self._next_col, col + 1)
         return ul
-
-    def _pixel_params(self, col: int, row: torch.Tensor) -> torch.Tensor:
-        if self.row >= self.height:
-            raise RuntimeError("pixel_logits called after the last row")
-        if col != self._next_col - 1:  # a new pixel: one network step, its parameters kept for its colours
-            if col < self._next_col:
-                raise RuntimeError(f"pixel_logits: columns go in order; column {col} is already past")
-            self.x[:, : self.channels, self.row + 1, 1 : col + 1] = row[:, :, :col]
-            ul = self._advance(col)
-            matrix, bias = self.out
-            self._params = torch.addmm(bias, F.elu(ul), matrix)
-        return self._params[:, :, None, None]
 
     @torch.no_grad()
     def end_row(self, row: torch.Tensor) -> None:

@@ -59,14 +59,12 @@ def strictly_before(n: int, device: torch.device) -> torch.Tensor:
     return allowed
 
 
-def causal_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     allowed: torch.Tensor | None = None) -> torch.Tensor:
+def causal_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """``(B, N, dk)``, ``(B, N, dk)``, ``(B, N, dv)`` -> ``(B, N, dv)``: position ``n`` attends to the
     positions before it, softmax of ``q . k / sqrt(dk)``; position 0 gets exactly zero. Computed by
     ``scaled_dot_product_attention``, so GPUs use their fused kernels."""
     n = query.shape[1]
-    if allowed is None:
-        allowed = strictly_before(n, query.device)
+    allowed = strictly_before(n, query.device)
     out = F.scaled_dot_product_attention(query[:, None], key[:, None], value[:, None], attn_mask=allowed)[:, 0]
     has_past = (torch.arange(n, device=out.device) > 0).to(out.dtype)
     return out * has_past[None, :, None]
