@@ -23,7 +23,7 @@ from .errors import CheckpointError, ConfigError, DataError, PixelCNNError, Plug
 _LAZY = {
     **dict.fromkeys(
         ("DatasetPlugin", "EmptyOptions", "ImageData", "ModelPlugin", "ModelSpec", "TensorImageDataset",
-         "IncrementalState", "ColourwiseIncrementalState", "SupportsIncremental", "SupportsDataInit"),
+         "IncrementalState", "ColourwiseIncrementalState", "PixelOutputState", "SupportsIncremental", "SupportsDataInit"),
         ".contracts",
     ),
     **dict.fromkeys(("MaskedConv2d", "masked_1x1", "OutputHead"), ".models.gated.layers"),
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         IncrementalState,
         ModelPlugin,
         ModelSpec,
+        PixelOutputState,
         SupportsDataInit,
         SupportsIncremental,
         TensorImageDataset,
@@ -62,7 +63,7 @@ __all__ = [
     "__version__",
     # the plugin contract
     "DatasetPlugin", "ImageData", "TensorImageDataset", "ModelPlugin", "ModelSpec", "EmptyOptions",
-    "IncrementalState", "ColourwiseIncrementalState", "SupportsIncremental", "SupportsDataInit",
+    "IncrementalState", "ColourwiseIncrementalState", "PixelOutputState", "SupportsIncremental", "SupportsDataInit",
     # errors: a plugin raises these for a one-line message and a non-zero exit
     "PixelCNNError", "ConfigError", "DataError", "PluginError", "CheckpointError",
     # masked building blocks (the gated model's, for masked model plugins)

@@ -23,6 +23,14 @@ pixel by pixel (:mod:`pixelcnn_cli.likelihood` is where the host uses them):
   log-distribution over every level given the earlier colours in ``x`` (never its own value);
   the samplers draw from it, and ``inspect-masks`` checks its dependencies.
 
+It may also define ``draw_levels(output, x, colour, uniforms, temperature)`` -> ``(B, H, W)``
+long: the levels of ``colour`` drawn from that distribution given the earlier colours in ``x``,
+from the position's uniforms (``uniforms``, ``B x C x H x W``, float64 in [0, 1), one per colour;
+colour ``c`` may read those of colours up to ``c``), for a model that draws cheaper than it computes
+every level (the mixture: a component, a logistic value, its bin); ``temperature`` means what the
+model says. Both samplers then draw through it; without it they draw from ``level_log_probs``
+by the inverse CDF, with the distribution raised to ``1 / temperature``.
+
 A model with logits needs neither: the host applies the softmax. Models written for the first
 contract keep working unchanged.
 
@@ -33,7 +41,9 @@ Optional attributes the host reads when present:
   plugin takes none);
 * on a built model, ``incremental_sampler(labels, count, height, width)`` returning an
   :class:`IncrementalState` (:class:`SupportsIncremental`): the cached sampler steps it pixel by
-  pixel; a model without it is sampled by the naive sampler (one forward pass per pixel and colour);
+  pixel; a model without it is sampled by the naive sampler (one forward pass per pixel and colour).
+  A state may also give one colour's logits (:class:`ColourwiseIncrementalState`) or the model's
+  output at the pixel (:class:`PixelOutputState`, for a model with its own likelihood);
 * on a built model, ``data_init(x, labels)`` (:class:`SupportsDataInit`): a data-dependent
   initialisation (PixelCNN++'s weight norm); a fresh ``train`` run calls it once, before the first
   step, on the first 16 training images (by index, the same on every process; ``x`` and
@@ -134,6 +144,19 @@ class ColourwiseIncrementalState(IncrementalState, Protocol):
 
     def colour_logits(self, col: int, row: torch.Tensor, colour: int) -> torch.Tensor:
         """``pixel_logits(col, row)[:, :, colour]``: ``(B, color_levels)``."""
+        ...
+
+
+@runtime_checkable
+class PixelOutputState(IncrementalState, Protocol):
+    """An :class:`IncrementalState` that gives the model's output at a pixel itself, for a model
+    with its own likelihood: the cached sampler then draws from it exactly as the naive sampler
+    draws from the forward pass (through the model's ``draw_levels`` where it has one), and
+    computes the logits only when asked for them."""
+
+    def pixel_output(self, col: int, row: torch.Tensor) -> torch.Tensor:
+        """The forward's output at column ``col`` of the current row, ``(B, *, 1, 1)`` (``row`` as
+        for :meth:`~IncrementalState.pixel_logits`)."""
         ...
 
 

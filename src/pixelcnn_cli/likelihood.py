@@ -13,7 +13,10 @@ likelihood needs; see :mod:`pixelcnn_cli.contracts`):
 Both are computed pixel by pixel (the host passes single pixels when sampling). Training, eval,
 the samplers and the causality check all go through :func:`nll_per_dim` and
 :func:`level_logits`, so a model with its own likelihood is trained, scored, sampled and
-checked exactly as one with logits.
+checked exactly as one with logits. Such a model may also say how to draw from it, cheaper
+than from every level's probability: ``draw_levels(output, x, colour, uniforms, temperature)``
+(the mixture's: a component, a logistic value, its bin); both samplers then draw through it
+(:func:`draw_levels`), and through :func:`pick` otherwise.
 
 Both compute in fp32 with autocast off (:func:`~pixelcnn_cli.autocast.autocast_off`), whatever
 autocast the caller is in and whatever dtype the output has: under ``--precision bf16`` the loss
@@ -57,3 +60,25 @@ def level_logits(model: nn.Module, output: torch.Tensor, x: torch.Tensor) -> tor
         return output
     with autocast_off(output.device.type):
         return own.level_log_probs(output, x)
+
+
+def pick(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Inverse-CDF sampling: ``logits (B, L)``, ``uniforms (B,)`` -> levels ``(B,)``. ``temperature``
+    divides the logits: the distribution over levels raised to ``1 / T``."""
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    cdf = probs.cumsum(dim=-1)
+    below = (cdf < uniforms.to(cdf.device)[:, None]).sum(dim=-1)
+    return below.clamp_(max=logits.shape[-1] - 1)
+
+
+def draw_levels(model: nn.Module, output: torch.Tensor, x: torch.Tensor, colour: int, uniforms: torch.Tensor,
+                temperature: float) -> torch.Tensor:
+    """Levels ``(B,)`` of colour ``colour`` at one pixel, from the model's output there (``output``
+    and ``x`` sliced to ``1 x 1``) and the pixel's uniforms (``B x C``, one per colour): the model's
+    own ``draw_levels``, or :func:`pick` from :func:`level_logits` with the colour's uniform."""
+    own = inner_model(model, "draw_levels")
+    if own is None:
+        return pick(level_logits(model, output, x)[:, :, colour, 0, 0], uniforms[:, colour], temperature)
+    output = to_fp32(output)
+    with autocast_off(output.device.type):
+        return own.draw_levels(output, x, colour, uniforms.to(output.device)[:, :, None, None], temperature)[:, 0, 0]

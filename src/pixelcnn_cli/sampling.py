@@ -1,9 +1,11 @@
 """Drawing images from a trained model, pixel by pixel and colour by colour.
 
 Every sampler takes its randomness from one tensor of uniforms drawn up front (one per
-image, pixel and colour), so two samplers given the same seed draw the same images whenever
-they compute the same probabilities: that is how the fast sampler is checked against this
-reference.
+image, pixel and colour), and draws each colour from the model's output at the pixel with the
+same function (:func:`.likelihood.draw_levels`: the model's own draw, such as the mixture's
+component-then-value draw, or the inverse CDF of the levels' distribution), so two samplers given
+the same seed draw the same images whenever they compute the same outputs: that is how the fast
+sampler is checked against the reference.
 
 Two samplers:
 
@@ -28,10 +30,10 @@ import torch
 from torch import nn
 
 from .config import DEFAULT_SAMPLER, SAMPLERS  # noqa: F401  (re-exported: the sampler names)
-from .contracts import ColourwiseIncrementalState, ModelSpec
+from .contracts import ColourwiseIncrementalState, ModelSpec, PixelOutputState
 from .data.quantize import levels_to_input, levels_to_uint8
 from .errors import PixelCNNError
-from .likelihood import inner_model, level_logits
+from .likelihood import draw_levels, inner_model, level_logits, pick  # noqa: F401  (pick: re-exported)
 from .tf32 import full_fp32
 
 Progress = Callable[[int, int], None]
@@ -60,14 +62,6 @@ def make_generator(seed: int | None, stream: int = 0) -> torch.Generator:
 
 def draw_uniforms(count: int, channels: int, height: int, width: int, seed: int | None) -> torch.Tensor:
     return torch.rand(count, channels, height, width, generator=make_generator(seed), dtype=torch.float64)
-
-
-def pick(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Inverse-CDF sampling: ``logits (B, L)``, ``uniforms (B,)`` -> levels ``(B,)``."""
-    probs = torch.softmax(logits.double() / temperature, dim=-1)
-    cdf = probs.cumsum(dim=-1)
-    below = (cdf < uniforms.to(cdf.device)[:, None]).sum(dim=-1)
-    return below.clamp_(max=logits.shape[-1] - 1)
 
 
 def resolve_labels(label: int, count: int, spec: ModelSpec, seed: int | None) -> torch.Tensor | None:
@@ -186,10 +180,10 @@ def sample_naive(
                 output = model(x, labels)
                 # likelihoods are computed pixel by pixel: only this pixel's (a 1 x 1 slice keeps the shapes)
                 here = (..., slice(row, row + 1), slice(col, col + 1))
-                logits = level_logits(model, output[here], x[here])[:, :, ch, 0, 0]
                 if on_logits:
-                    on_logits(row, col, ch, logits)
-                levels[:, ch, row, col] = pick(logits, uniforms[:, ch, row, col], temperature).to(device)
+                    on_logits(row, col, ch, level_logits(model, output[here], x[here])[:, :, ch, 0, 0])
+                chosen = draw_levels(model, output[here], x[here], ch, uniforms[:, :, row, col], temperature)
+                levels[:, ch, row, col] = chosen.to(device)
                 step += 1
                 if on_step:
                     on_step(step, total)
@@ -234,14 +228,36 @@ def sample_cached(
         return _sample_cached(model, spec, labels, uniforms, temperature, on_step, known, keep_rows, on_logits)
 
 
+def _colour_drawer(model: nn.Module, state, temperature: float, on_logits: LogitsHook | None):
+    """``draw(row, col, row_inputs, ch, uniforms (B, C)) -> levels (B,)`` for the cached sampler: through the
+    model's output at the pixel where the state gives it (:class:`~.contracts.PixelOutputState`), so
+    both samplers draw with :func:`.likelihood.draw_levels` from the same numbers; else from the
+    state's logits (one colour's where it can: :class:`~.contracts.ColourwiseIncrementalState`)."""
+    if isinstance(state, PixelOutputState):
+        def draw(row, col, row_inputs, ch, u):
+            output, here = state.pixel_output(col, row_inputs), row_inputs[:, :, col, None, None]
+            if on_logits:
+                on_logits(row, col, ch, level_logits(model, output, here)[:, :, ch, 0, 0])
+            return draw_levels(model, output, here, ch, u, temperature)
+        return draw
+    per_colour = state.colour_logits if isinstance(state, ColourwiseIncrementalState) else None
+
+    def draw(row, col, row_inputs, ch, u):
+        logits = (per_colour(col, row_inputs, ch) if per_colour is not None
+                  else state.pixel_logits(col, row_inputs)[:, :, ch])
+        if on_logits:
+            on_logits(row, col, ch, logits)
+        return pick(logits, u[:, ch], temperature)
+    return draw
+
+
 def _sample_cached(model, spec, labels, uniforms, temperature, on_step, known, keep_rows, on_logits) -> torch.Tensor:
     model.eval()
     device, levels, labels, uniforms = _start(model, spec, labels, uniforms, known, keep_rows)
     count, channels, height, width = uniforms.shape
     color_levels = spec.color_levels
     state = incremental_model(model).incremental_sampler(labels, count, height, width)
-    # optional: one colour's logits for less work
-    per_colour = state.colour_logits if isinstance(state, ColourwiseIncrementalState) else None
+    draw = _colour_drawer(model, state, temperature, on_logits)
     dtype = next(model.parameters()).dtype
     total = channels * (height - keep_rows) * width
     inputs = levels_to_input(levels, color_levels, dtype)  # (B, C, H, W), filled in as we go
@@ -252,11 +268,7 @@ def _sample_cached(model, spec, labels, uniforms, temperature, on_step, known, k
             for col in range(width):
                 pixel = row_inputs[:, :, col]  # (B, C) view
                 for ch in range(channels):
-                    logits = (per_colour(col, row_inputs, ch) if per_colour is not None
-                              else state.pixel_logits(col, row_inputs)[:, :, ch])
-                    if on_logits:
-                        on_logits(row, col, ch, logits)
-                    chosen = pick(logits, uniforms[:, ch, row, col], temperature)
+                    chosen = draw(row, col, row_inputs, ch, uniforms[:, :, row, col])
                     levels[:, ch, row, col] = chosen
                     pixel[:, ch] = levels_to_input(chosen, color_levels, dtype)
                     step += 1

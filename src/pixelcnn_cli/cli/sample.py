@@ -39,7 +39,7 @@ def sample(
     count: Annotated[Optional[int], typer.Option("--count", "-c", help=f"Number of images to generate; with --complete, completions per image [default: {SAMPLE_COUNT}; {COMPLETION_COUNT} with --complete]")] = None,
     height: Annotated[Optional[int], typer.Option(help="Image height [default: the training height]")] = None,
     width: Annotated[Optional[int], typer.Option(help="Image width [default: the training width]")] = None,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature, > 0 (below 1: safer, above 1: wilder)")] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature, > 0 (below 1: safer, above 1: wilder; a mixture's weights ^ 1/T and scales x T)")] = 1.0,
     sampler: Annotated[str, typer.Option(help=f"Sampler: cached (fast, exact; models without incremental state fall back to naive) or naive (one forward pass per pixel and colour) [default: {DEFAULT_SAMPLER}]", show_default=False)] = DEFAULT_SAMPLER,
     seed: Annotated[Optional[int], typer.Option(help="Random seed for repeatable samples")] = None,
     nrow: Annotated[Optional[int], typer.Option(help="Images per grid row [default: square grid]")] = None,

@@ -51,8 +51,10 @@ def push_row(rows: torch.Tensor, row: torch.Tensor) -> None:
 class MixtureLogits:
     """The sampler protocol of a cached state whose network gives a pixel's mixture parameters
     once (one network step per pixel, kept for the pixel's colours) and whose likelihood is
-    ``level_log_probs(params, x, colour=None)``: PixelCNN++'s and PixelSNAIL's. The mixture runs on
-    a 1 x 1 slice, so the colours of the pixel drawn so far set the later ones' means and weights.
+    ``level_log_probs(params, x, colour=None)``: PixelCNN++'s and PixelSNAIL's. It gives the
+    parameters themselves (``pixel_output``: the samplers draw from them through the model's
+    ``draw_levels``) and the logits; the mixture runs on a 1 x 1 slice, so the colours of the pixel
+    drawn so far set the later ones' means and weights.
 
     A state that uses it keeps ``x`` (its input buffer: image row ``r`` at ``r + input_row_offset``,
     column ``c`` at ``c + 1``), ``channels``, ``height``, ``row`` (the current one), ``_next_col``
@@ -65,8 +67,10 @@ class MixtureLogits:
     level_log_probs: Callable[..., torch.Tensor]
     _advance: Callable[[int], torch.Tensor | None]
 
-    def _pixel_params(self, col: int, row: torch.Tensor) -> torch.Tensor:
-        """The mixture parameters at ``(current row, col)``, ``B x P x 1 x 1``."""
+    @torch.no_grad()
+    def pixel_output(self, col: int, row: torch.Tensor) -> torch.Tensor:
+        """The mixture parameters at ``(current row, col)``, ``B x P x 1 x 1``: the network runs once
+        per pixel, and the pixel's later colours reuse them."""
         if self.row >= self.height:
             raise RuntimeError("pixel_logits called after the last row")
         if col != self._next_col - 1:  # a new pixel: one network step, its parameters kept for its colours
@@ -80,12 +84,11 @@ class MixtureLogits:
 
     @torch.no_grad()
     def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:
-        params = self._pixel_params(col, row)
+        params = self.pixel_output(col, row)
         return self.level_log_probs(params, row[:, :, col, None, None])[:, :, :, 0, 0]
 
     @torch.no_grad()
     def colour_logits(self, col: int, row: torch.Tensor, colour: int) -> torch.Tensor:
-        """``pixel_logits(col, row)[:, :, colour]``, computing the mixture for that colour alone
-        (the sampler asks for one colour at a time; for RGB the mixture is most of the work)."""
-        params = self._pixel_params(col, row)
+        """``pixel_logits(col, row)[:, :, colour]``, computing the mixture for that colour alone."""
+        params = self.pixel_output(col, row)
         return self.level_log_probs(params, row[:, :, col, None, None], colour)[:, :, 0, 0, 0]

@@ -63,7 +63,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ...contracts import ColourwiseIncrementalState
+from ...contracts import ColourwiseIncrementalState, PixelOutputState
 from ..blocks import GatedResnet
 from ..caches import MixtureLogits, push_row, window_matrix
 from ..shifts import concat_elu
@@ -179,7 +179,7 @@ class _Scale:
         self.ul_out = like.new_zeros(count, width, f)  # the same for ul, filled cell by cell
 
 
-class PixelCNNPPIncrementalState(MixtureLogits, ColourwiseIncrementalState):
+class PixelCNNPPIncrementalState(MixtureLogits, ColourwiseIncrementalState, PixelOutputState):
     """The caches of a :class:`~.net.PixelCNNPPNet` for one sampling run (see the module
     docstring); ``level_log_probs(params, x, colour=None)`` is the model's likelihood."""
 

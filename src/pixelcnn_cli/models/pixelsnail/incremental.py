@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ...contracts import ColourwiseIncrementalState
+from ...contracts import ColourwiseIncrementalState, PixelOutputState
 from ..blocks import GatedResnet
 from ..caches import MixtureLogits, window_matrix
 from .net import AttentionBlock, PixelSNAILNet, positions
@@ -109,7 +109,7 @@ class _Attention:
         self.keys[:, n], self.values[:, n] = kv[:, : self.key_size], kv[:, self.key_size :]
 
 
-class PixelSNAILIncrementalState(MixtureLogits, ColourwiseIncrementalState):
+class PixelSNAILIncrementalState(MixtureLogits, ColourwiseIncrementalState, PixelOutputState):
     """The caches of a :class:`~.net.PixelSNAILNet` for one sampling run (see the module
     docstring); ``level_log_probs(params, x, colour=None)`` is the model's likelihood."""
 

@@ -77,6 +77,11 @@ class PixelSNAIL(nn.Module):
     def level_log_probs(self, output: torch.Tensor, x: torch.Tensor, colour: int | None = None) -> torch.Tensor:
         return mixture.level_log_probs(output, x, self.spec.color_levels, self.options.nr_logistic_mix, colour)
 
+    def draw_levels(self, output: torch.Tensor, x: torch.Tensor, colour: int, uniforms: torch.Tensor,
+                    temperature: float = 1.0) -> torch.Tensor:
+        return mixture.draw_levels(output, x, colour, uniforms, self.spec.color_levels,
+                                   self.options.nr_logistic_mix, temperature)
+
     def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
         """Cached state for the fast sampler: one network step per pixel and a key/value cache per
         attention block (:mod:`.incremental`). The model must be in eval mode."""
