@@ -3,6 +3,8 @@
     python benchmarks/training.py                 # a table
     python benchmarks/training.py --json          # the same as JSON
     python benchmarks/training.py --no-trainer    # the phase split only
+    python benchmarks/training.py --preset pixelcnnpp-cpu --data rgb --no-trainer   # a preset's step, RGB 32x32
+    python benchmarks/training.py --preset pixelcnnpp-cpu --data rgb --no-trainer --against /tmp/old/src --rounds 5
 
 Measurement only. The step is the training loop's own work, timed phase by phase on the
 seed's default model (30 feature maps, 6 gated layers, 7x7 kernels, 2 levels, 10 classes) with
@@ -16,6 +18,16 @@ batches of 32 grey 28x28 ``mnist-sample`` digits (bundled, no download):
 * **optimiser**: ``zero_grad``, gradient clipping (max norm 1), the finite check, the fused Adam
   step that skips a bad step on the device (lr 1e-4, weight decay 1e-4) and setting the next
   step's rate.
+
+``--preset NAME`` times that preset's model, batch size and optimiser settings instead (its
+likelihood as the loss: the mixture's for PixelCNN++ and PixelSNAIL), at 256 levels;
+``--data rgb`` feeds random 32x32 RGB pictures (a step's time does not depend on what they
+show) instead of the 28x28 digits.
+
+``--against SRC`` compares with other code side by side in one run: the split is timed in
+``--rounds`` pairs of fresh processes, alternating this checkout's ``src/`` and ``SRC`` (another
+checkout's ``src/``, e.g. a ``git worktree`` of an older commit), and the medians and their
+ratio are printed, so that a slower or busier machine moves both alike.
 
 The phases are timed with a device sync between them (that is what timing them needs); the
 real loop waits for the device only every ``--log-every`` steps. The trainer runs show what
@@ -54,13 +66,15 @@ import torch
 from torch import nn
 
 import pixelcnn_cli
-from pixelcnn_cli.building import build_data, place_model
-from pixelcnn_cli.config import ArchitectureConfig
-from pixelcnn_cli.contracts import ModelSpec
+from pixelcnn_cli.building import build_data, build_model, place_model
+from pixelcnn_cli.config import ArchitectureConfig, TrainConfig
+from pixelcnn_cli.contracts import ImageData, ModelSpec, TensorImageDataset
 from pixelcnn_cli.data.batches import make_loader
 from pixelcnn_cli.data.quantize import levels_to_input, to_levels
 from pixelcnn_cli.evaluation import nll_terms
+from pixelcnn_cli.likelihood import nll_per_dim
 from pixelcnn_cli.models.gated import GatedPixelCNN
+from pixelcnn_cli.presets import PRESETS
 from pixelcnn_cli.training.optimizer import guarded_step, make_adam
 from pixelcnn_cli.training.schedules import lr_factor
 
@@ -77,11 +91,30 @@ def forever(loader):
         yield from loader
 
 
-def measure_training(data, spec, device, batch_size: int, steps: int, warmup: int) -> dict:
+def random_rgb(count: int = 512, seed: int = 0) -> ImageData:
+    """Random 32x32 RGB pictures in 10 classes: a training step's time does not depend on their content."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(256, (count, 3, 32, 32), generator=generator, dtype=torch.uint8)
+    labels = torch.randint(10, (count,), generator=generator)
+    classes = [str(k) for k in range(10)]
+    return ImageData(3, 32, 32, classes, TensorImageDataset(images, labels), TensorImageDataset(images[:64], labels[:64]))
+
+
+def make_model(config: TrainConfig | None, spec: ModelSpec, device: torch.device) -> nn.Module:
+    """The preset's model (``config``), or the seed's default one; seeded, placed as training places it."""
     torch.manual_seed(0)
-    model = place_model(GatedPixelCNN(spec, ArchitectureConfig()), device)  # as training places it
+    model = build_model(config, spec)[0] if config else GatedPixelCNN(spec, ArchitectureConfig())
+    return place_model(model, device)
+
+
+def measure_training(data, spec, device, batch_size: int, steps: int, warmup: int,
+                     config: TrainConfig | None = None) -> dict:
+    model = make_model(config, spec, device)
     model.train()
-    optimizer = make_adam(model.parameters(), 1e-4, 1e-4, device)  # as the loop makes it
+    lr, decay = (config.learning_rate, config.weight_decay) if config else (1e-4, 1e-4)
+    max_norm = config.max_norm if config else 1.0
+    betas = tuple(config.adam_betas) if config else (0.9, 0.999)
+    optimizer = make_adam(model.parameters(), lr, decay, device, betas)  # as the loop makes it
     loader = forever(make_loader(data.train, batch_size, True, 0, 0, device.type == "cuda"))
     totals = dict.fromkeys(PHASES, 0.0)
     images = 0
@@ -94,10 +127,10 @@ def measure_training(data, spec, device, batch_size: int, steps: int, warmup: in
         x = levels_to_input(levels, spec.color_levels)
         sync(device)
         marks.append(time.perf_counter())
-        logits = model(x, labels)
+        output = model(x, labels)
         sync(device)
         marks.append(time.perf_counter())
-        loss = nn.functional.cross_entropy(logits.float(), levels, reduction="none").mean()
+        loss = nll_per_dim(model, output, x, levels).mean()  # the loop's loss: cross-entropy or the model's own
         sync(device)
         marks.append(time.perf_counter())
         optimizer.zero_grad(set_to_none=True)  # as the loop: before backward (counted as optimiser)
@@ -105,10 +138,12 @@ def measure_training(data, spec, device, batch_size: int, steps: int, warmup: in
         loss.backward()
         sync(device)
         marks.append(time.perf_counter())
-        norm = nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        guarded_step(optimizer, ~(torch.isfinite(loss.detach()) & torch.isfinite(norm)))
+        finite = torch.isfinite(loss.detach())
+        if max_norm > 0:
+            finite = finite & torch.isfinite(nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        guarded_step(optimizer, ~finite)
         for group in optimizer.param_groups:  # as the loop: the next step's rate, from the step number
-            group["lr"] = 1e-4 * lr_factor("constant", step + 1, warmup + steps, 0)
+            group["lr"] = lr * lr_factor("constant", step + 1, warmup + steps, 0)
         sync(device)
         marks.append(time.perf_counter())
         spent = [end - start for start, end in zip(marks, marks[1:])]
@@ -130,9 +165,8 @@ def measure_training(data, spec, device, batch_size: int, steps: int, warmup: in
     }
 
 
-def measure_eval(data, spec, device, batch_size: int, batches: int) -> dict:
-    torch.manual_seed(0)
-    model = place_model(GatedPixelCNN(spec, ArchitectureConfig()), device).eval()
+def measure_eval(data, spec, device, batch_size: int, batches: int, config: TrainConfig | None = None) -> dict:
+    model = make_model(config, spec, device).eval()
     loader = forever(make_loader(data.test, batch_size, False))
     images, seconds = 0, 0.0
     with torch.no_grad():
@@ -183,7 +217,13 @@ def measure_trainer(batch_size: int, batches: int, device: torch.device, log_eve
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--batch-size", type=int, default=32, help="training batch size [default: 32]")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="time this preset's model and settings at 256 levels "
+                        "[default: the seed's default model at 2 levels]")
+    parser.add_argument("--data", choices=("grey", "rgb"), default="grey",
+                        help="grey: the bundled 28x28 digits; rgb: random 32x32 RGB pictures [default: grey]")
+    parser.add_argument("--against", metavar="SRC", help="another checkout's src/ folder: time both side by side")
+    parser.add_argument("--rounds", type=int, default=5, help="with --against: pairs of runs [default: 5]")
+    parser.add_argument("--batch-size", type=int, help="training batch size [default: the preset's, else 32]")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps [default: 30]")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first [default: 3]")
     parser.add_argument("--eval-batch-size", type=int, default=128, help="evaluation batch size [default: 128]")
@@ -202,26 +242,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
 
+    if args.against:
+        return compare(args, argv if argv is not None else sys.argv[1:])
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    data = build_data("mnist-sample", ".data", False, {})
-    spec = ModelSpec(data.channels, data.height, data.width, 2, data.num_classes)
+    config = TrainConfig(**{**PRESETS[args.preset].values, "color_levels": 256}) if args.preset else None
+    batch_size = args.batch_size or (config.batch_size if config else 32)
+    data = random_rgb() if args.data == "rgb" else build_data("mnist-sample", ".data", False, {})
+    spec = ModelSpec(data.channels, data.height, data.width, 256 if config else 2, data.num_classes)
     load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     info = {"torch": torch.__version__, "device": str(device), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "platform": platform.platform(), "load_average_1min_before": load}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    report = {"machine": info,
-              "model": "seed default: 30 fmaps, 6 gated layers, 7x7 kernels, 2 levels, 10 classes, 1x28x28",
-              "pixelcnn_cli": str(Path(pixelcnn_cli.__file__).parent)}
+    model = (f"preset {args.preset} at 256 levels, {spec.channels}x{spec.height}x{spec.width}" if config else
+             f"seed default: 30 fmaps, 6 gated layers, 7x7 kernels, 2 levels, 10 classes, "
+             f"{spec.channels}x{spec.height}x{spec.width}")
+    report = {"machine": info, "model": model, "pixelcnn_cli": str(Path(pixelcnn_cli.__file__).parent)}
     if args.split:
-        report["training"] = measure_training(data, spec, device, args.batch_size, args.steps, args.warmup)
-        report["eval"] = measure_eval(data, spec, device, args.eval_batch_size, args.eval_batches)
+        report["training"] = measure_training(data, spec, device, batch_size, args.steps, args.warmup, config)
+        report["eval"] = measure_eval(data, spec, device, args.eval_batch_size, args.eval_batches, config)
     if args.trainer:
         if args.threads or args.torchrun:  # torchrun's processes share the cores: one thread each by default
             os.environ["OMP_NUM_THREADS"] = str(args.threads or 1)
-        report["trainer"] = [measure_trainer(args.batch_size, args.trainer_batches, device, n, args.torchrun)
+        report["trainer"] = [measure_trainer(batch_size, args.trainer_batches, device, n, args.torchrun)
                              for n in args.log_every]
     if hasattr(os, "getloadavg"):
         info["load_average_1min_after"] = round(os.getloadavg()[0], 2)
@@ -242,6 +287,43 @@ def main(argv: list[str] | None = None) -> int:
         warned = f", {tr['stride_warnings']} grad-stride warnings" if tr["processes"] > 1 else ""
         print(f"pixelcnn train --log-every {tr['log_every']}, {tr['batches']} batches{launched}: "
               f"{tr['images_per_second']:.1f} images/s{warned} (its own figure; `{tr['command']}`)")
+    return 0
+
+
+def without_against(argv: list[str]) -> list[str]:
+    """``argv`` less ``--against SRC`` and ``--rounds N`` (either spelling)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--against", "--rounds"):
+            skip = True
+        elif not arg.startswith(("--against=", "--rounds=")):
+            kept.append(arg)
+    return kept
+
+
+def compare(args, argv: list[str]) -> int:
+    """The split in fresh processes, alternating this checkout's code and ``args.against``'s."""
+    ours = str(Path(__file__).resolve().parents[1] / "src")
+    theirs = str(Path(args.against).resolve())
+    if not (Path(theirs) / "pixelcnn_cli").is_dir():
+        print(f"--against: {theirs} holds no pixelcnn_cli package (give a checkout's src/ folder)", file=sys.stderr)
+        return 2
+    command = [sys.executable, str(Path(__file__).resolve()), *without_against(argv), "--no-trainer", "--json"]
+    speeds: dict[str, list[float]] = {ours: [], theirs: []}
+    for round_ in range(args.rounds):
+        for src in (ours, theirs) if round_ % 2 == 0 else (theirs, ours):  # ABBA: drift moves both alike
+            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": src})
+            if done.returncode != 0:
+                print(f"the run with {src} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
+                return 1
+            report = json.loads(done.stdout)
+            speeds[src].append(report["training"]["images_per_second"])
+            print(f"round {round_ + 1}: {report['pixelcnn_cli']}: {speeds[src][-1]:.1f} images/s", flush=True)
+    new, old = (sorted(speeds[k])[len(speeds[k]) // 2] for k in (ours, theirs))
+    print(f"{report['model']}, median of {args.rounds}: {new:.1f} images/s with {ours}, {old:.1f} with {theirs}: "
+          f"{new / old:.2f}x")
     return 0
 
 

@@ -425,3 +425,20 @@ def test_training_benchmark_runs(capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report["training"]["phase_seconds_per_step"]) == {"data", "forward", "loss", "backward", "optimiser"}
     assert report["eval"]["images_per_second"] > 0
+
+
+def test_training_benchmark_times_a_preset_on_rgb(capsys, tmp_path):
+    import json
+
+    script = load_script("training")
+    assert script.main(["--preset", "pixelcnnpp-cpu", "--data", "rgb", "--batch-size", "2", "--steps", "1",
+                        "--warmup", "0", "--eval-batch-size", "2", "--eval-batches", "1", "--no-trainer", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "preset pixelcnnpp-cpu at 256 levels, 3x32x32"
+    assert report["training"]["batch_size"] == 2 and report["training"]["images_per_second"] > 0
+    # --against: its own options are not passed on to the runs it compares, and a folder without
+    # the package is refused before anything runs
+    assert script.without_against(["--preset", "x", "--against", "/a", "--rounds=3", "--against=/b", "--steps", "2"]) == [
+        "--preset", "x", "--steps", "2"]
+    assert script.main(["--against", str(tmp_path), "--rounds", "1"]) == 2
+    assert "holds no pixelcnn_cli package" in capsys.readouterr().err
