@@ -86,7 +86,7 @@ SIZES = {
 
 # PixelSNAIL's options per size: the pixelsnail-cpu preset's network, and a tinier one for the CPU run
 PIXELSNAIL = {
-    "full": {"nr_resnet": 1, "nr_filters": 32, "attention_blocks": 2, "key_size": 16, "value_size": 16,
+    "full": {"nr_resnet": 1, "nr_filters": 32, "attention_blocks": 1, "key_size": 16, "value_size": 16,
              "nr_logistic_mix": 5, "dropout": 0.0},
     "tiny": {"nr_resnet": 1, "nr_filters": 8, "attention_blocks": 1, "key_size": 4, "value_size": 4,
              "nr_logistic_mix": 2, "dropout": 0.0},
