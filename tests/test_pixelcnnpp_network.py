@@ -145,3 +145,22 @@ def test_channels_last_gives_the_same_output():
         model = model.to(memory_format=torch.channels_last)
         fast = model(x.to(memory_format=torch.channels_last))
     torch.testing.assert_close(fast, plain)
+
+
+def test_the_shared_elu_is_torchs_elu_with_its_gradient():
+    """``shifts.elu`` (through ``exp``, not ``expm1``) gives ELU's values within a rounding, the
+    exact gradient, and ELU's answers at the edges; ``concat_elu`` is it on both signs."""
+    from torch.nn import functional as F
+
+    from pixelcnn_cli.models.shifts import concat_elu, elu
+
+    x = torch.randn(4, 6, 5, 5, generator=torch.Generator().manual_seed(0)) * 3
+    torch.testing.assert_close(elu(x), F.elu(x), rtol=0, atol=1.2e-7)
+    assert torch.autograd.gradcheck(elu, (x[:1, :2].double().requires_grad_(),))
+    edges = torch.tensor([float("nan"), float("inf"), -float("inf"), -200.0, 0.0, 50.0])
+    assert elu(edges)[0].isnan() and elu(edges)[1:].tolist() == [float("inf"), -1.0, -1.0, 0.0, 50.0]
+    torch.testing.assert_close(concat_elu(x), F.elu(torch.cat([x, -x], dim=1)), rtol=0, atol=1.2e-7)
+    with torch.no_grad():  # the cached samplers call it without autograd
+        torch.testing.assert_close(elu(x), F.elu(x), rtol=0, atol=1.2e-7)
+    low = x.bfloat16()  # bf16 (and GPUs) keep torch's own
+    assert torch.equal(elu(low), F.elu(low))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .shifts import concat_elu
+from .shifts import concat_elu, elu
 
 Nonlinearity = Literal["concat_elu", "elu"]
 
@@ -80,7 +80,7 @@ class GatedResnet(nn.Module):
             nn.init.zeros_(self.label_bias.weight)
 
     def act(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-        return concat_elu(x, dim) if self.nonlinearity == "concat_elu" else F.elu(x)
+        return concat_elu(x, dim) if self.nonlinearity == "concat_elu" else elu(x)
 
     def forward(self, x: torch.Tensor, aux: torch.Tensor | None = None, labels: torch.Tensor | None = None):
         c = self.conv_in(self.act(x))

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .shifts import elu
 
 
 def masked_weight(conv: nn.Conv2d) -> torch.Tensor:
@@ -79,7 +80,7 @@ class MixtureLogits:
             self.x[:, : self.channels, self.row + self.input_row_offset, 1 : col + 1] = row[:, :, :col]
             ul = self._advance(col)
             matrix, bias = self.out
-            self._params = torch.addmm(bias, F.elu(ul), matrix)
+            self._params = torch.addmm(bias, elu(ul), matrix)
         return self._params[:, :, None, None]
 
     @torch.no_grad()

@@ -28,12 +28,11 @@ and data-dependent initialisation instead (:mod:`..weight_norm`, scales from
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...autocast import in_fp32
 from ..blocks import DownRightShiftedConv2d, DownShiftedConv2d, GatedResnet, nin
-from ..shifts import shift_down, shift_right
+from ..shifts import elu, shift_down, shift_right
 
 
 #: Number of resolutions (the paper's 32, 16, 8 for CIFAR-10).
@@ -157,4 +156,4 @@ class PixelCNNPPNet(nn.Module):
         assert not u_list and not ul_list, "every map of the up pass is used once in the down pass"
         # fp32 under autocast too: the mixture's means and log-scales, rounded to bf16, would move
         # by a sizeable part of a 256-level bin (pixelcnn_cli.autocast)
-        return in_fp32(self.out, F.elu(ul))
+        return in_fp32(self.out, elu(ul))

@@ -41,7 +41,7 @@ from torch import nn
 
 from ...autocast import in_fp32
 from ..blocks import DownRightShiftedConv2d, DownShiftedConv2d, GatedResnet, Nonlinearity, nin
-from ..shifts import shift_down, shift_right
+from ..shifts import elu, shift_down, shift_right
 
 
 def positions(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
@@ -144,4 +144,4 @@ class PixelSNAILNet(nn.Module):
                 ul = block(ul, labels=labels)
             ul = attention(x, ul, position, labels)
         # fp32 under autocast: the mixture's parameters would move by a sizeable part of a bin in bf16
-        return in_fp32(self.out, F.elu(ul))
+        return in_fp32(self.out, elu(ul))
