@@ -73,10 +73,10 @@ class MixtureLogits:
         """The mixture parameters at ``(current row, col)``, ``B x P x 1 x 1``: the network runs once
         per pixel, and the pixel's later colours reuse them."""
         if self.row >= self.height:
-            raise RuntimeError("pixel_logits called after the last row")
+            raise RuntimeError("pixel_output/pixel_logits called after the last row")
         if col != self._next_col - 1:  # a new pixel: one network step, its parameters kept for its colours
             if col < self._next_col:
-                raise RuntimeError(f"pixel_logits: columns go in order; column {col} is already past")
+                raise RuntimeError(f"pixel_output/pixel_logits: columns go in order; column {col} is already past")
             self.x[:, : self.channels, self.row + self.input_row_offset, 1 : col + 1] = row[:, :, :col]
             ul = self._advance(col)
             matrix, bias = self.out

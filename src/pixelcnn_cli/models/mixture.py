@@ -135,7 +135,6 @@ def level_log_probs(params: torch.Tensor, x: torch.Tensor, levels: int, mixtures
     return torch.logsumexp(prior.unsqueeze(1) + each, dim=3)
 
 
-
 def draw_levels(params: torch.Tensor, x: torch.Tensor, colour: int, uniforms: torch.Tensor, levels: int,
                 mixtures: int, temperature: float = 1.0) -> torch.Tensor:
     """Levels of colour ``colour`` drawn at every position (``B x H x W``, long), given the earlier
