@@ -174,7 +174,7 @@ def measure_eval(data, spec, device, batch_size: int, batches: int, config: Trai
             batch, labels = next(loader)
             sync(device)
             started = time.perf_counter()
-            nll_terms(model, batch.to(device), labels.to(device), spec.color_levels).sum().item()
+            nll_terms(model, batch.to(device), labels.to(device), spec).sum().item()
             sync(device)
             if i:  # the first batch warms up
                 images += batch.shape[0]

@@ -116,7 +116,7 @@ def test_config_file_supplies_options_and_flags_win(cli, tmp_path):
         (["--hidden-ksize", "0"], "--hidden-ksize"),
         (["--batch-size", "0"], "--batch-size"),
         (["--epochs", "-1"], "epochs"),
-        (["--dataset", "nope"], "unknown dataset 'nope'; available: cifar, cifar10, fashionmnist"),
+        (["--dataset", "nope"], "unknown dataset 'nope'; available: cifar, cifar10, codes, fashionmnist"),
         (["--lr-schedule", "zigzag"], "--lr-schedule"),
         (["--run-name", "a/b"], "--run-name: must be a plain folder name"),
         (["--epochs", "many"], "Invalid value for '--epochs'"),

@@ -141,7 +141,7 @@ def test_sampling_and_evaluation_run_in_full_fp32_unless_tf32():
         sampling.complete(model, spec, known, 1, None, uniforms, sampler="naive", tf32=tf32)
         sampling.complete(model, spec, known, 1, None, uniforms, sampler="cached", tf32=tf32)
         evaluation.evaluate(model, loader, spec, device, tf32=tf32)
-        evaluation.nll_terms(model, *loader[0], spec.color_levels, tf32=tf32)
+        evaluation.nll_terms(model, *loader[0], spec, tf32=tf32)
         assert model.seen and set(model.seen) == {expected}, (tf32, set(model.seen))
         assert tf32_settings() == outside
     # the CPU computes the same either way

@@ -50,6 +50,6 @@ def test_its_classes_mean_something(tmp_path, all_threads):
     # 100 digits: 96 of them are named right (94.5% of the first 200), far from the 80% asked
     images = torch.stack([data.test[i][0] for i in range(100)])
     truth = torch.tensor([int(data.test[i][1]) for i in range(100)])
-    nats = torch.stack([image_nats(model, images, torch.full((100,), y), spec.color_levels) for y in range(10)])
+    nats = torch.stack([image_nats(model, images, torch.full((100,), y), spec) for y in range(10)])
     accuracy = float((nats.argmin(0) == truth).double().mean())
     assert accuracy > 0.8, accuracy

@@ -21,7 +21,7 @@ from pixelcnn_cli import ImageData, TensorImageDataset, registry
 from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.errors import PluginError
 
-BUILTIN_DATASETS = {"mnist", "fashionmnist", "cifar", "cifar10", "mnist-sample"}
+BUILTIN_DATASETS = {"mnist", "fashionmnist", "cifar", "cifar10", "mnist-sample", "codes"}
 FAKE_MODULES = ("pixelcnn_fake_plugins", "pixelcnn_other_fake")
 
 

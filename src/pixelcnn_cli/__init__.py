@@ -29,6 +29,7 @@ _LAZY = {
     **dict.fromkeys(("MaskedConv2d", "masked_1x1", "OutputHead"), ".models.gated.layers"),
     **dict.fromkeys(("conv_mask", "channel_groups"), ".models.gated.masks"),
     **dict.fromkeys(("read_picture", "PictureError", "PICTURE_EXTENSIONS"), ".images"),
+    **dict.fromkeys(("input_codes", "CodeEmbedding"), ".models.codes"),
     "in_fp32": ".autocast",
 }
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from .images import PICTURE_EXTENSIONS, PictureError, read_picture
     from .models.gated.layers import MaskedConv2d, OutputHead, masked_1x1
     from .models.gated.masks import channel_groups, conv_mask
+    from .models.codes import CodeEmbedding, input_codes
 
 
 def __getattr__(name: str):
@@ -68,6 +70,8 @@ __all__ = [
     "PixelCNNError", "ConfigError", "DataError", "PluginError", "CheckpointError",
     # masked building blocks (the gated model's, for masked model plugins)
     "MaskedConv2d", "masked_1x1", "OutputHead", "conv_mask", "channel_groups",
+    # codes (spec.codes): the integers back from the input scale, and their learnt embedding
+    "input_codes", "CodeEmbedding",
     # precision: a head that stays fp32 under bf16 autocast
     "in_fp32",
     # pictures, read as every command reads them

@@ -16,6 +16,10 @@ from .contracts import ImageData, ModelSpec
 from .errors import CheckpointError, ConfigError, DataError, PixelCNNError, PluginError
 
 
+#: 8-bit pictures: ``--color-levels`` above this is for codes only.
+MAX_PICTURE_LEVELS = 256
+
+
 def resolve_device(device: str | None) -> torch.device:
     """The requested device, or CUDA when available, else the CPU."""
     if device is None:
@@ -57,6 +61,9 @@ def build_data(dataset: str, data_dir: str | Path, download: bool, options: dict
     data = _call_plugin(registry.datasets, dataset, lambda: plugin.load(Path(data_dir), download, validated))
     if not isinstance(data, ImageData):
         raise PluginError(f"dataset plugin {dataset!r} returned {type(data).__name__}, not ImageData")
+    if data.codes and (data.channels != 1 or data.codes < 2):
+        raise DataError(f"dataset {dataset!r} declares {data.codes} codes in {data.channels} channels; "
+                        "codes come as one channel of at least 2 codes")
     if data.channels not in (1, 3):
         raise DataError(f"dataset {dataset!r} has {data.channels} channels; pixelcnn models 1 (grey) or 3 (RGB)")
     return data
@@ -110,8 +117,24 @@ def _call_plugin(reg: registry.Registry, name: str, call: Callable[[], Any]) -> 
         raise PluginError(f"{reg.kind} plugin {name!r} ({entry.source if entry else name}) failed: {cause}") from error
 
 
+def check_takes_codes(name: str, spec: ModelSpec) -> None:
+    """Codes go only to a model plugin that says it models them (``takes_codes``)."""
+    if spec.codes and not _takes_codes(name):
+        takers = [n for n in registry.models.names() if _takes_codes(n)]
+        raise ConfigError(f"model {name!r} does not model codes (the data are {spec.color_levels} codes); "
+                          f"models that do: {', '.join(takers) or 'none installed'}")
+
+
+def _takes_codes(name: str) -> bool:
+    try:
+        return getattr(registry.models.get(name), "takes_codes", False) is True
+    except PixelCNNError:  # a plugin that does not load takes nothing
+        return False
+
+
 def build_model(config: TrainConfig, spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
     """Build the configured model plugin for ``spec``; returns it and its validated options (JSON)."""
+    check_takes_codes(config.model, spec)
     plugin = registry.models.get(config.model)
     options = plugin_options(plugin, model_option_values(config, plugin), "model_options")
     model = _call_plugin(registry.models, config.model, lambda: plugin.build(options, spec))
@@ -120,7 +143,23 @@ def build_model(config: TrainConfig, spec: ModelSpec) -> tuple[nn.Module, dict[s
     return model, options.model_dump(mode="json")
 
 
+def data_color_levels(config: TrainConfig, data: ImageData) -> int:
+    """The levels a run models: ``--color-levels`` for pictures (at most 256, 8 bits), the data's
+    number of codes for codes (a ``--color-levels`` given must agree with it)."""
+    given = "color_levels" in config.model_fields_set
+    if not data.codes:
+        if config.color_levels > MAX_PICTURE_LEVELS:
+            raise ConfigError(f"--color-levels {config.color_levels}: 8-bit pictures have at most "
+                              f"{MAX_PICTURE_LEVELS} levels (more are for datasets of codes)")
+        return config.color_levels
+    if given and config.color_levels != data.codes:
+        raise ConfigError(f"--color-levels {config.color_levels}: dataset {config.dataset!r} holds {data.codes} codes; "
+                          f"leave --color-levels out (it is taken from the data) or give {data.codes}")
+    return data.codes
+
+
 def spec_for(config: TrainConfig, data: ImageData) -> ModelSpec:
+    """What ``data`` fixes about the model; ``config.color_levels`` must be :func:`data_color_levels`."""
     return ModelSpec(
         channels=data.channels,
         height=data.height,
@@ -128,6 +167,7 @@ def spec_for(config: TrainConfig, data: ImageData) -> ModelSpec:
         color_levels=config.color_levels,
         num_classes=0 if config.unconditional else data.num_classes,
         class_names=None if config.unconditional else data.classes,
+        codes=bool(data.codes),
     )
 
 

@@ -10,7 +10,7 @@ import torch
 from .config import TrainConfig
 from .contracts import ModelSpec
 from .datachoice import DataChoice, split_of
-from .data.quantize import to_levels
+from .data.quantize import data_levels
 from .errors import ConfigError, DataError
 from .images import fit_pictures, read_image_files
 from .sampling import draw_uniforms, make_generator, resolve_labels
@@ -18,12 +18,15 @@ from .sampling import draw_uniforms, make_generator, resolve_labels
 
 @dataclass
 class CompletionSources:
-    pictures: torch.Tensor  # uint8, N x C x H x W in the model's channels and the asked size
+    pictures: torch.Tensor  # uint8 (codes: integers), N x C x H x W in the model's channels and the asked size
     labels: torch.Tensor | None  # each picture's own class (dataset images), or None (files)
     description: str  # what they are, for the summary line
 
 
 def file_sources(paths: list[str], spec: ModelSpec, height: int, width: int) -> CompletionSources:
+    if spec.codes:
+        raise ConfigError("--images: this model's data are code maps, not pictures; complete maps of a dataset "
+                          "(--dataset codes --dataset-option path=FILE) instead")
     pictures = read_image_files(paths, spec.channels, height, width)
     return CompletionSources(pictures, None, f"{len(paths)} image file{'s' if len(paths) > 1 else ''}")
 
@@ -47,11 +50,15 @@ def dataset_sources(config: TrainConfig, choice: DataChoice, indices: list[int] 
         raise DataError(f"--indices: {name} has {total} {split} images (0 to {total - 1}); got {bad[0]}")
     items = [part[i] for i in indices]
     pictures = torch.stack([torch.as_tensor(item[0]) for item in items])
+    labels = torch.tensor([int(item[1]) for item in items], dtype=torch.long)
+    what = f"{name} {split} images {', '.join(str(i) for i in indices)}"
+    if spec.codes:  # code maps are completed as they are: no colour conversion, no resizing
+        if tuple(pictures.shape[-2:]) != (height, width):
+            raise DataError(f"{name}'s code maps are {pictures.shape[-2]}x{pictures.shape[-1]}; the model's are {height}x{width}")
+        return CompletionSources(pictures, labels, what)
     if pictures.dtype != torch.uint8:
         raise DataError(f"dataset items must be uint8 images, got {pictures.dtype}")
-    labels = torch.tensor([int(item[1]) for item in items], dtype=torch.long)
-    return CompletionSources(fit_pictures(pictures, spec.channels, height, width), labels,
-                             f"{name} {split} images {', '.join(str(i) for i in indices)}")
+    return CompletionSources(fit_pictures(pictures, spec.channels, height, width), labels, what)
 
 
 @dataclass
@@ -75,7 +82,7 @@ def completion_batch(chosen: CompletionSources, spec: ModelSpec, per_source: int
     if not 0 <= keep < height:
         raise ConfigError(f"--keep-rows: must be between 0 and {height - 1} for {height}-row images; got {keep}")
     labels = _source_labels(chosen, spec, label, seed)
-    originals = to_levels(chosen.pictures, spec.color_levels)
+    originals = data_levels(chosen.pictures, spec.color_levels, spec.codes)
     count = originals.shape[0] * per_source
     return CompletionBatch(keep, originals, originals.repeat_interleave(per_source, dim=0),
                            labels.repeat_interleave(per_source) if labels is not None else None,

@@ -66,7 +66,7 @@ class TrainConfig(ArchitectureConfig):
     dataset_options: dict[str, Any] = Field(default_factory=dict, description="Options for the dataset plugin")
     model: str = Field("gated", description="Model plugin to train")
     model_options: dict[str, Any] = Field(default_factory=dict, description="Extra options for the model plugin")
-    color_levels: int = Field(2, ge=2, le=256, description="Levels each colour channel is quantised into")
+    color_levels: int = Field(2, ge=2, le=65536, description="Levels each colour channel is quantised into (at most 256; codes: their number, taken from the data)")
     unconditional: bool = Field(False, description="Train without class labels")
     epochs: int = Field(25, gt=0, description="Number of epochs")
     batch_size: int = Field(32, gt=0, description="Images per mini-batch (per process under torchrun)")

@@ -3,14 +3,21 @@
 A **dataset plugin** is an object with a ``name`` and a ``load`` method returning
 :class:`ImageData`: the image size, the class names and two ``torch.utils.data.Dataset``
 splits whose items are ``(uint8 tensor C x H x W, int label)``. The host quantises, batches,
-shuffles and moves to the device.
+shuffles and moves to the device. A dataset of **codes** (the integer maps of a VQ-VAE, say) sets
+``ImageData.codes`` to their number ``K``: its items are then integer tensors ``1 x H x W`` of
+values in ``0 .. K-1`` (any integer dtype), unordered categories that the host neither quantises
+nor shows as grey levels, and ``color_levels`` is ``K``.
 
 A **model plugin** is an object with a ``name``, an ``options_model`` (a pydantic model of its
 options) and a ``build(options, spec)`` method returning an ``nn.Module`` whose
 ``forward(x, labels)`` takes images scaled to [-1, 1] (``float``, ``B x C x H x W``) and labels
 (``long``, ``B``, or ``None`` for an unconditional model) and returns logits shaped
 ``(B, color_levels, C, H, W)``. The output at a pixel and colour must depend only on earlier
-pixels and earlier colours of the same pixel (``pixelcnn inspect-masks`` checks this).
+pixels and earlier colours of the same pixel (``pixelcnn inspect-masks`` checks this). Codes
+(``spec.codes``) reach ``forward`` on the same scale, code ``k`` as ``2k / (K - 1) - 1``
+(:func:`pixelcnn_cli.input_codes` turns them back into integers, :class:`pixelcnn_cli.CodeEmbedding`
+embeds them). A model plugin
+that models codes says so with ``takes_codes = True``; the host gives codes to no other.
 
 A model whose likelihood is not a softmax over levels (PixelCNN++'s logistic mixture) returns
 what it likes from ``forward`` and defines two methods that say what it means, both computed
@@ -37,6 +44,7 @@ contract keep working unchanged.
 Optional attributes the host reads when present:
 
 * on either plugin, ``description``: one line shown by ``pixelcnn plugins --json``;
+* on a model plugin, ``takes_codes = True``: it models datasets of codes (``spec.codes``);
 * on a dataset plugin, ``options_model``: a pydantic model of its options (without one, the
   plugin takes none);
 * on a built model, ``incremental_sampler(labels, count, height, width)`` returning an
@@ -81,6 +89,7 @@ class ImageData:
     classes: list[str] | None
     train: Dataset
     test: Dataset
+    codes: int = 0  # K > 0: the values are K unordered codes (channels 1, integer items), not pixels
 
     @property
     def num_classes(self) -> int:
@@ -97,6 +106,7 @@ class ModelSpec:
     color_levels: int
     num_classes: int = 0  # 0: unconditional
     class_names: list[str] | None = field(default=None, compare=False)
+    codes: bool = False  # the values are color_levels unordered codes (channels 1), not pixel levels
 
 
 @runtime_checkable

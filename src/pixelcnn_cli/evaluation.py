@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .contracts import ModelSpec
-from .data.quantize import levels_to_input, to_levels
+from .data.quantize import data_levels, levels_to_input
 from .likelihood import nll_per_dim
 from .tf32 import full_fp32
 
@@ -35,17 +35,24 @@ def figure_of(spec: ModelSpec, conditional: bool) -> dict[str, str | bool | int]
     unconditional 256-level one: ``-log p(x|y)`` or ``-log p(x)``, and the colour levels."""
     what = "-log p(x|y)" if conditional else "-log p(x)"
     kind = "class-conditional" if conditional else "unconditional" if not spec.num_classes else "marginal over classes"
-    return {"likelihood": what, "conditional": conditional, "color_levels": spec.color_levels,
-            "description": f"{what} ({kind}), {spec.color_levels} colour levels"}
+    of = f"{spec.color_levels} codes" if spec.codes else f"{spec.color_levels} colour levels"
+    return {"likelihood": what, "conditional": conditional, "color_levels": spec.color_levels, "codes": spec.codes,
+            "description": f"{what} ({kind}), {of}", **units(spec)}
+
+
+def units(spec: ModelSpec) -> dict[str, str]:
+    """How figures are named: per image and bits/dim, or for codes (one channel: a dim is a code)
+    per map and bits/code, the unit of the VQ-VAE papers."""
+    return {"item": "map", "unit": "bits/code"} if spec.codes else {"item": "image", "unit": "bits/dim"}
 
 
 def nll_terms(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, color_levels: int, tf32: bool = False
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, spec: ModelSpec, tf32: bool = False
 ) -> torch.Tensor:
-    """Per-dimension negative log-likelihoods (nats) of a batch of ``uint8`` images, ``B x C x H x W``
-    (on CUDA in full fp32 unless ``tf32``)."""
-    levels = to_levels(images, color_levels)
-    x = levels_to_input(levels, color_levels)
+    """Per-dimension negative log-likelihoods (nats) of a batch of ``uint8`` images (or codes),
+    ``B x C x H x W`` (on CUDA in full fp32 unless ``tf32``)."""
+    levels = data_levels(images, spec.color_levels, spec.codes)
+    x = levels_to_input(levels, spec.color_levels)
     with full_fp32(not tf32):
         output = model(x, labels)
         return nll_per_dim(model, output, x, levels)
@@ -71,7 +78,7 @@ def evaluate(
         for i, (images, labels) in enumerate(loader):
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True) if spec.num_classes else None
-            total_nats += nll_terms(model, images, labels, spec.color_levels, tf32).sum(dtype=torch.float64)
+            total_nats += nll_terms(model, images, labels, spec, tf32).sum(dtype=torch.float64)
             count += images.shape[0]
             dims = images[0].numel()  # the data's own size, which may differ from training
             if on_batch:

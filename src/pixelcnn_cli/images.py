@@ -90,10 +90,37 @@ def default_scale(height: int, width: int) -> int:
     return max(1, min(8, round(112 / max(height, width))))
 
 
+def code_palette(count: int) -> torch.Tensor:
+    """A colour per code, ``count x 3`` ``uint8``: hues a golden angle apart (neighbouring codes look
+    unlike, as they mean nothing alike), saturation and brightness varied on other irrational steps."""
+    k = torch.arange(count, dtype=torch.float64)
+    hue = (k * 0.6180339887498949) % 1.0 * 6.0
+    saturation = 0.55 + 0.45 * ((k * 0.7548776662466927) % 1.0)
+    value = 0.65 + 0.35 * ((k * 0.5698402909980532) % 1.0)
+    chroma = value * saturation
+    second = chroma * (1 - ((hue % 2.0) - 1.0).abs())
+    zero = torch.zeros_like(hue)
+    sector = hue.floor().long().clamp_(max=5)
+    # (r, g, b) per sector of the hue circle, before adding value - chroma to each
+    table = torch.stack([torch.stack(rgb, dim=-1) for rgb in (
+        (chroma, second, zero), (second, chroma, zero), (zero, chroma, second),
+        (zero, second, chroma), (second, zero, chroma), (chroma, zero, second))], dim=1)  # (K, 6, 3)
+    rgb = table[k.long(), sector] + (value - chroma)[:, None]
+    return torch.round(rgb * 255).to(torch.uint8)
+
+
+def levels_to_pictures(levels: torch.Tensor, color_levels: int, codes: bool = False) -> torch.Tensor:
+    """Levels ``N x C x H x W`` -> ``uint8`` pictures: grey or RGB levels scaled to 0..255; codes
+    (``N x 1 x H x W``) in the colours of :func:`code_palette` (RGB)."""
+    if not codes:
+        return levels_to_uint8(levels, color_levels)
+    return code_palette(color_levels)[levels[:, 0].long()].permute(0, 3, 1, 2).contiguous()
+
+
 def save_levels_grid(levels: torch.Tensor, color_levels: int, path: str | Path, nrow: int | None = None,
-                     scale: int | None = None, row_names: list[str] | None = None) -> Path:
+                     scale: int | None = None, row_names: list[str] | None = None, codes: bool = False) -> Path:
     """Save sampled levels ``N x C x H x W`` as one PNG grid, enlarged to be readable (``scale``)."""
-    pictures = levels_to_uint8(levels.cpu(), color_levels)
+    pictures = levels_to_pictures(levels.cpu(), color_levels, codes)
     return save_png(render_grid(pictures, nrow, scale, row_names), path)
 
 

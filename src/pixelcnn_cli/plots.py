@@ -47,16 +47,16 @@ def training_curves(runs: list[tuple[str, list[dict[str, Any]]]], path: str | Pa
     return _save(figure, path)
 
 
-def bits_histogram(sets: list[tuple[str, list[float]]], path: str | Path, title: str) -> Path:
-    """Overlaid histograms of bits/dim, one per set, on shared bins."""
+def bits_histogram(sets: list[tuple[str, list[float]]], path: str | Path, title: str, unit: str = "bits/dim") -> Path:
+    """Overlaid histograms of bits/dim (or ``unit``), one per set, on shared bins."""
     figure = _figure(7, 4.2)
     axes = figure.subplots()
     values = [v for _, vs in sets for v in vs]
     low, high = min(values), max(values)
     bins = [low + (high - low) * i / 50 for i in range(51)] if high > low else 10
     for i, (name, vs) in enumerate(sets):
-        axes.hist(vs, bins=bins, density=True, alpha=0.55, color=COLOURS[i % len(COLOURS)], label=f"{name} ({len(vs)} images)")
-    axes.set(xlabel="bits/dim", ylabel="density (each set has area 1)", title=title)
+        axes.hist(vs, bins=bins, density=True, alpha=0.55, color=COLOURS[i % len(COLOURS)], label=f"{name} ({len(vs)})")
+    axes.set(xlabel=unit, ylabel="density (each set has area 1)", title=title)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper right")
     return _save(figure, path)

@@ -149,7 +149,7 @@ def small_defaults_hint(config: TrainConfig) -> str | None:
     The seed's 30-map network with a 10-map output block and lr 1e-4 barely moves a 256-way
     softmax per colour in CPU minutes (README, "Presets").
     """
-    if config.preset is not None or config.model != "gated" or config.color_levels < 64:
+    if config.preset is not None or config.model != "gated" or not 64 <= config.color_levels <= 256 or config.dataset == "codes":
         return None
     seed = ArchitectureConfig()
     defaults = TrainConfig.model_fields

@@ -31,8 +31,9 @@ from torch import nn
 
 from .config import DEFAULT_SAMPLER, SAMPLERS  # noqa: F401  (re-exported: the sampler names)
 from .contracts import ColourwiseIncrementalState, ModelSpec, PixelOutputState
-from .data.quantize import levels_to_input, levels_to_uint8
+from .data.quantize import levels_to_input
 from .errors import PixelCNNError
+from .images import levels_to_pictures
 from .likelihood import draw_levels, inner_model, level_logits, pick  # noqa: F401  (pick: re-exported)
 from .tf32 import full_fp32
 
@@ -359,15 +360,16 @@ def hide_rows(pictures: torch.Tensor, keep_rows: int) -> torch.Tensor:
     return shown
 
 
-def completion_tiles(originals: torch.Tensor, completions: torch.Tensor, keep_rows: int, color_levels: int) -> torch.Tensor:
+def completion_tiles(originals: torch.Tensor, completions: torch.Tensor, keep_rows: int, color_levels: int,
+                     codes: bool = False) -> torch.Tensor:
     """Tiles of a completion grid, row by row: for each source, the original, the kept part and
     its completions. ``originals`` ``S x C x H x W`` and ``completions`` ``(S * n) x C x H x W``
-    are levels, grouped by source; returns ``uint8`` ``(S * (n + 2)) x C x H x W``."""
+    are levels (or codes), grouped by source; returns ``uint8`` ``(S * (n + 2)) x C' x H x W``."""
     sources = originals.shape[0]
     if sources == 0 or completions.shape[0] % sources:
         raise PixelCNNError("completions must come in equal groups, one per source image")
     per = completions.shape[0] // sources
-    orig = levels_to_uint8(originals.cpu(), color_levels)
-    comp = levels_to_uint8(completions.cpu(), color_levels).view(sources, per, *orig.shape[1:])
+    orig = levels_to_pictures(originals.cpu(), color_levels, codes)
+    comp = levels_to_pictures(completions.cpu(), color_levels, codes).view(sources, per, *orig.shape[1:])
     rows = torch.cat([orig[:, None], hide_rows(orig, keep_rows)[:, None], comp], dim=1)
     return rows.reshape(sources * (per + 2), *orig.shape[1:])

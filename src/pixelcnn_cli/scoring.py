@@ -62,22 +62,21 @@ def label_mode(spec: ModelSpec, label: int | None, marginal: bool, has_labels: b
 
 
 @torch.no_grad()
-def image_nats(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, color_levels: int,
+def image_nats(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, spec: ModelSpec,
                tf32: bool = False) -> torch.Tensor:
-    """``-log p(x | label)`` in nats of each ``uint8`` image, float64 ``B``."""
-    return nll_terms(model, images, labels, color_levels, tf32).double().flatten(1).sum(1)
+    """``-log p(x | label)`` in nats of each ``uint8`` image (or code map), float64 ``B``."""
+    return nll_terms(model, images, labels, spec, tf32).double().flatten(1).sum(1)
 
 
 @torch.no_grad()
-def marginal_nats(model: nn.Module, images: torch.Tensor, num_classes: int, color_levels: int,
-                  tf32: bool = False) -> torch.Tensor:
+def marginal_nats(model: nn.Module, images: torch.Tensor, spec: ModelSpec, tf32: bool = False) -> torch.Tensor:
     """``-log sum_y p(x|y) / K`` in nats, float64 ``B``: one pass per class."""
     per_class = torch.stack([
         image_nats(model, images, torch.full((images.shape[0],), y, dtype=torch.long, device=images.device),
-                   color_levels, tf32)
-        for y in range(num_classes)
+                   spec, tf32)
+        for y in range(spec.num_classes)
     ])
-    return -(torch.logsumexp(-per_class, dim=0) - math.log(num_classes))
+    return -(torch.logsumexp(-per_class, dim=0) - math.log(spec.num_classes))
 
 
 def score(model: nn.Module, spec: ModelSpec, batches: Iterable[Batch], device: torch.device, mode: LabelMode,
@@ -89,7 +88,7 @@ def score(model: nn.Module, spec: ModelSpec, batches: Iterable[Batch], device: t
         for images, labels, names in batches:
             images = images.to(device)
             if mode == "marginal":
-                nats = marginal_nats(model, images, spec.num_classes, spec.color_levels, tf32)
+                nats = marginal_nats(model, images, spec, tf32)
                 used = [None] * len(names)
             else:
                 if mode == "given":
@@ -98,8 +97,7 @@ def score(model: nn.Module, spec: ModelSpec, batches: Iterable[Batch], device: t
                     labels = None
                 elif labels is None:
                     raise DataError("these images have no classes: score them with --label N or --marginal")
-                nats = image_nats(model, images, labels.to(device) if labels is not None else None,
-                                  spec.color_levels, tf32)
+                nats = image_nats(model, images, labels.to(device) if labels is not None else None, spec, tf32)
                 used = labels.tolist() if labels is not None else [None] * len(names)
             dims = images[0].numel()
             for name, value, y in zip(names, nats.tolist(), used):
@@ -150,8 +148,6 @@ def dataset_batches(dataset, split: str, batch_size: int, labelled: bool) -> Ite
 
     start = 0
     for images, labels in make_loader(dataset, batch_size, False):
-        if images.dtype != torch.uint8:
-            raise DataError(f"dataset items must be uint8 images, got {images.dtype}")
         names = [f"{split}[{i}]" for i in range(start, start + images.shape[0])]
         start += images.shape[0]
         yield images, (labels.long() if labelled else None), names

@@ -49,10 +49,13 @@ def eval_command(
     result = evaluate(model, loader, spec, torch_device, tf32=tf32)
     figure = figure_of(spec, conditional=bool(spec.num_classes))
     record = {"checkpoint": str(path), "dataset": name, "split": split, **result.as_dict(), **figure}
+    if spec.codes:  # the same figures under the names codes go by
+        record.update(nats_per_map=result.nats_per_image, bits_per_code=result.bits_per_dim)
     if as_json:
         typer.echo(json.dumps(record))
     else:
+        item = figure["item"]
         common.out.print(
-            f"{name} {split} ({result.images} images): {result.nats_per_image:.2f} nats/image · "
-            f"{result.bits_per_dim:.4f} bits/dim · {figure['description']} ({path})", markup=False
+            f"{name} {split} ({result.images} {item}s): {result.nats_per_image:.2f} nats/{item} · "
+            f"{result.bits_per_dim:.4f} {figure['unit']} · {figure['description']} ({path})", markup=False
         )

@@ -46,12 +46,16 @@ class TrainingProgress(Callback):
         self.progress: Progress | None = None
         self.task = None
         self.epochs = 0
+        self.unit = "bits/dim"
 
     def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
         c = info.config
+        self.unit = "bits/code" if info.spec.codes else "bits/dim"
+        shape = (f"{info.spec.height}x{info.spec.width} maps of {c.color_levels} codes" if info.spec.codes else
+                 f"{info.spec.channels}x{info.spec.height}x{info.spec.width}, {c.color_levels} levels")
         self.console.print(
             f"run folder {info.run_dir} · {c.dataset} ({info.train_images} train / {info.test_images} test, "
-            f"{info.spec.channels}x{info.spec.height}x{info.spec.width}, {c.color_levels} levels) · model {c.model} "
+            f"{shape}) · model {c.model} "
             f"({info.parameters:,} parameters) · device {info.device}"
         )
         hint = gpu_sized_hint(c, info.parameters, info.device)
@@ -68,7 +72,7 @@ class TrainingProgress(Callback):
 
     def on_batch_end(self, epoch, batch, batches, loss_bits, images_per_second, lr) -> None:
         if self.progress is not None:
-            stats = f"loss {loss_bits:.4f} bits/dim · {images_per_second:,.0f} img/s"
+            stats = f"loss {loss_bits:.4f} {self.unit} · {images_per_second:,.0f} img/s"
             self.progress.update(self.task, completed=batch, stats=stats)
 
     def on_eval(self, epoch, done, total) -> None:
@@ -90,8 +94,8 @@ class TrainingProgress(Callback):
             self.progress = None
         best = " (best)" if m.best else ""
         self.console.print(
-            f"epoch {m.epoch}/{self.epochs} · train {m.train_bits_per_dim:.4f} bits/dim · "
-            f"test {m.test_bits_per_dim:.4f} bits/dim{best} · {m.images_per_second:,.0f} img/s · {m.seconds:.1f} s"
+            f"epoch {m.epoch}/{self.epochs} · train {m.train_bits_per_dim:.4f} {self.unit} · "
+            f"test {m.test_bits_per_dim:.4f} {self.unit}{best} · {m.images_per_second:,.0f} img/s · {m.seconds:.1f} s"
         )
 
     def on_train_end(self, result: TrainResult) -> None:

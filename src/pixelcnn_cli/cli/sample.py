@@ -199,8 +199,7 @@ def _targets(output_fname: str, animate: str | None) -> tuple[Path, Path | None]
 
 def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | None, frame_every: int | None) -> None:
     """New images: the grid, its summary line and, with ``movie``, the generation."""
-    from ..data.quantize import levels_to_uint8
-    from ..images import render_grid, save_png
+    from ..images import levels_to_pictures, render_grid, save_png
     from ..sampling import draw_uniforms, grid_labels
 
     o, spec = job.options, job.spec
@@ -210,11 +209,12 @@ def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | Non
     total = labels.shape[0] if labels is not None else o.count
     uniforms = draw_uniforms(total, spec.channels, job.height, job.width, o.seed)
     levels = job.draw("sampling", total, labels, uniforms)
-    pictures = levels_to_uint8(levels.cpu(), spec.color_levels)
+    pictures = levels_to_pictures(levels.cpu(), spec.color_levels, spec.codes)
     save_png(render_grid(pictures, nrow, job.scale, row_names), job.target)
     what = (f"{o.count} per class, one row each" if per_class else f"label {o.label}" if o.label >= 0
             else "random labels" if spec.num_classes else "unconditional")
-    common.out.print(f"wrote {total} samples ({job.height}x{job.width}, {what}) to {job.target}")
+    common.out.print(f"wrote {total} {'code maps' if spec.codes else 'samples'} ({job.height}x{job.width}, {what}) to "
+                     f"{_save_codes(job, levels)}{' (preview: ' + str(job.target) + ')' if spec.codes else ''}")
     if movie is not None:
         _save_movie(job, pictures, movie, frame_every, nrow, row_names)
 
@@ -239,12 +239,27 @@ def _complete(job: _Job, chosen: CompletionSources, keep_rows: int | None) -> No
     per = o.count
     batch = completion_batch(chosen, spec, per, keep_rows, o.label, o.seed)
     levels = job.draw("completing", batch.known.shape[0], batch.labels, batch.uniforms, batch.known, batch.keep_rows)
-    tiles = completion_tiles(batch.originals, levels, batch.keep_rows, spec.color_levels)
+    tiles = completion_tiles(batch.originals, levels, batch.keep_rows, spec.color_levels, spec.codes)
     save_png(render_grid(tiles, per + 2, job.scale), job.target)
+    maps = f" (the maps: {_save_codes(job, levels)})" if spec.codes else ""
     common.out.print(
         f"wrote {per} completion{'s' if per > 1 else ''} of each of {chosen.description} ({job.height}x{job.width}, "
-        f"top {batch.keep_rows} rows kept; columns: original, kept part, completions) to {job.target}"
+        f"top {batch.keep_rows} rows kept; columns: original, kept part, completions) to {job.target}{maps}"
     )
+
+
+def _save_codes(job: _Job, levels: torch.Tensor) -> Path:
+    """A codes model's maps, ``N x H x W`` integers, as ``.npy`` beside the preview grid (``-o``); its
+    file (the grid itself for pictures, which have no other)."""
+    if not job.spec.codes:
+        return job.target
+    import numpy as np
+
+    from ..images import write_atomic
+
+    maps = levels[:, 0].cpu().numpy()
+    maps = maps.astype(np.int16 if job.spec.color_levels <= 2**15 else np.int32)
+    return write_atomic(lambda f: np.save(f, maps), job.target.with_suffix(".npy"), (".npy",))
 
 
 def _notice(message: str) -> None:

@@ -19,6 +19,7 @@ from .options import (Cuda, DataDir, Dataset, DatasetOptions, Device, Download, 
                       Tf32)
 
 COLUMNS = ("image", "label", "nats", "bits_per_dim")
+CODE_COLUMNS = ("map", "label", "nats", "bits_per_code")
 
 
 @user_errors
@@ -72,9 +73,10 @@ def score(
                           markup=False)
         from ..plots import bits_histogram
 
-        bits_histogram([(main.name, bits), (other.name, other_bits)], target, f"bits/dim under {model_path or path}")
+        unit = figure["unit"]
+        bits_histogram([(main.name, bits), (other.name, other_bits)], target, f"{unit} under {model_path or path}", unit)
         value = scoring.auroc(bits, other_bits)
-        common.out.print(f"AUROC {value:.4f} of telling {other.name} from {main.name} by higher bits/dim "
+        common.out.print(f"AUROC {value:.4f} of telling {other.name} from {main.name} by higher {unit} "
                          f"(0.5: chance; below 0.5: the model finds {other.name} more likely); histogram: {target}",
                          markup=False)
 
@@ -103,15 +105,16 @@ def _score_all(scoring, model, spec, source, device, label, marginal, tf32) -> t
 def _write_rows(rows, output: str | None, figure: dict) -> None:
     """CSV on stdout, or a .csv / .jsonl file (written whole, so a failed write leaves no half file);
     each JSON row also says what its figure is (``likelihood``, ``conditional``, ``color_levels``)."""
+    names = dict(zip(COLUMNS, CODE_COLUMNS if figure["codes"] else COLUMNS))  # codes: one row per map, in bits/code
     if output is None or output.lower().endswith(".csv"):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        writer.writerow(names.values())
         writer.writerows(_cells(row) for row in rows)
         text = buffer.getvalue()
     else:
-        said = {key: figure[key] for key in ("likelihood", "conditional", "color_levels")}
-        text = "".join(json.dumps({**row.as_dict(), **said}) + "\n" for row in rows)
+        said = {key: figure[key] for key in ("likelihood", "conditional", "color_levels", "codes")}
+        text = "".join(json.dumps({**{names[k]: v for k, v in row.as_dict().items()}, **said}) + "\n" for row in rows)
     if output is None:
         sys.stdout.write(text)
         return
@@ -131,7 +134,7 @@ def _cells(row) -> list:
 def _summary_line(name: str, stats: dict, skipped: int, figure: dict) -> str:
     skip = f" ({skipped} unreadable skipped)" if skipped else ""
     if not stats.get("count"):
-        return f"{name}: no images scored{skip}"
-    return (f"{name}: {stats['count']} images{skip} · {figure['description']} · bits/dim mean {stats['mean']:.4f} (sd {stats['std']:.4f}) · "
+        return f"{name}: no {figure['item']}s scored{skip}"
+    return (f"{name}: {stats['count']} {figure['item']}s{skip} · {figure['description']} · {figure['unit']} mean {stats['mean']:.4f} (sd {stats['std']:.4f}) · "
             f"min {stats['min']:.4f} · 5% {stats['q05']:.4f} · 25% {stats['q25']:.4f} · median {stats['q50']:.4f} · "
             f"75% {stats['q75']:.4f} · 95% {stats['q95']:.4f} · max {stats['max']:.4f}")

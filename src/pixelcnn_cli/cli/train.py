@@ -169,8 +169,14 @@ def train(
     if rank != 0:
         return
 
+    _print_result(result)
+
+
+def _print_result(result) -> None:
+    """The table of epochs and the best checkpoint, in the unit of the data (bits/dim, or bits/code for codes)."""
     table = Table(title=f"run {result.run_dir}", show_edge=False)
-    for column in ("epoch", "train bits/dim", "test bits/dim", "test nats/image", "img/s", "seconds"):
+    unit, item = ("bits/code", "map") if result.codes else ("bits/dim", "image")
+    for column in ("epoch", f"train {unit}", f"test {unit}", f"test nats/{item}", "img/s", "seconds"):
         table.add_column(column, justify="right")
     for m in result.epochs:
         mark = " *" if result.best is m else ""
@@ -179,4 +185,4 @@ def train(
     common.out.print(table)
     best = result.best
     if best is not None:
-        common.out.print(f"best: epoch {best.epoch}, test {best.test_bits_per_dim:.4f} bits/dim -> {result.run_dir / 'checkpoints' / 'best.pt'}")
+        common.out.print(f"best: epoch {best.epoch}, test {best.test_bits_per_dim:.4f} {unit} -> {result.run_dir / 'checkpoints' / 'best.pt'}")

@@ -13,12 +13,13 @@ from ..errors import DataError
 
 
 def collate(items: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch plugin items into ``(uint8 B x C x H x W, long B)``; a pre-gathered batch passes through."""
+    """Batch plugin items into ``(uint8 B x C x H x W, long B)`` (codes: any integer dtype); a
+    pre-gathered batch passes through."""
     if isinstance(items, BatchedItems):
         return items.images, items.labels.long()
     images, labels = default_collate(list(items))
-    if images.dtype != torch.uint8:
-        raise DataError(f"dataset items must be uint8 image tensors, got {images.dtype}")
+    if images.dtype.is_floating_point or images.dtype.is_complex or images.dtype == torch.bool:
+        raise DataError(f"dataset items must be uint8 image tensors (or integer codes), got {images.dtype}")
     return images, torch.as_tensor(labels).long()
 
 

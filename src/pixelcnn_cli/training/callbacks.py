@@ -61,6 +61,7 @@ class EpochMetrics:
 class TrainResult:
     run_dir: Path
     epochs: list[EpochMetrics] = field(default_factory=list)
+    codes: bool = False  # a prior over codes: its bits/dim are bits per code
 
     @property
     def best(self) -> EpochMetrics | None:

@@ -56,7 +56,7 @@ def evaluate_and_sample(model: nn.Module, test_loader, spec: ModelSpec, device: 
             levels = sample(model, spec, epoch_labels(config.epoch_samples, spec), uniforms, on_step=on_sampling)
             target = run_dir / "samples" / f"epoch_{epoch:03d}.png"
             with writing(target):
-                samples_path = str(save_levels_grid(levels, spec.color_levels, target))
+                samples_path = str(save_levels_grid(levels, spec.color_levels, target, codes=spec.codes))
     except _Abandon:
         return math.nan, math.nan, None, True
     return test.bits_per_dim, test.nats_per_image, samples_path, False

@@ -38,7 +38,7 @@ from torch import nn
 from .. import distributed
 from ..checkpoint import save_checkpoint
 from ..config import TrainConfig
-from ..data.quantize import levels_to_input, to_levels
+from ..data.quantize import data_levels, levels_to_input
 from ..errors import CheckpointError, TrainingError
 from ..likelihood import nll_per_dim
 from ..runs import append_metrics, clear_running, rewrite_metrics
@@ -88,7 +88,7 @@ class _Run:
             check_ready()  # before a run folder is made
         seed_everything(cfg.seed)
         parts = build_run(cfg, ctx, device, self.state, point)
-        self.parts, self.run_dir = parts, parts.run_dir
+        self.parts, self.run_dir, self.config = parts, parts.run_dir, parts.config  # codes set color_levels
         self.batches, self.total_steps, self.pin = parts.data.batches, parts.data.total_steps, device.type == "cuda"
         self.guard = NonFiniteGuard(device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -114,7 +114,7 @@ class _Run:
             self.last_checkpoint = point.path
             # stopping before any new step needs no new save, unless we resumed from another file than last.pt
             self.saved_at = (st.epoch, st.batch, st.step) if point.path.name == "last.pt" else None
-        self.result = TrainResult(self.run_dir, [EpochMetrics.from_dict(h) for h in st.history])
+        self.result = TrainResult(self.run_dir, [EpochMetrics.from_dict(h) for h in st.history], self.parts.spec.codes)
         info = RunInfo(self.run_dir, self.device, self.parts.spec, sum(p.numel() for p in self.parts.model.parameters()),
                        train_images, test_images, self.batches, cfg, resumed_from=point.path if point else None,
                        start_epoch=st.epoch, start_batch=st.batch, start_step=st.step, total_steps=self.total_steps,
@@ -183,7 +183,7 @@ class _Run:
         cfg, device, spec = self.config, self.device, self.parts.spec
         images = images.to(device, non_blocking=self.pin)
         labels = labels.to(device, non_blocking=self.pin) if spec.num_classes else None
-        levels = to_levels(images, spec.color_levels)
+        levels = data_levels(images, spec.color_levels, spec.codes)
         x = levels_to_input(levels, spec.color_levels)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
             output = self.parts.net(x, labels)

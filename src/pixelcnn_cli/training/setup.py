@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from .. import __version__, distributed, registry
-from ..building import (build_data, build_model, given_architecture, place_model, refuse_undeclared_flags, spec_for,
+from ..building import (build_data, build_model, data_color_levels, given_architecture, place_model, refuse_undeclared_flags, spec_for,
                         spec_to_dict)
 from ..checkpoint import state_bytes
 from ..config import TrainConfig
 from ..contracts import ModelSpec, SupportsDataInit
 from ..data.batches import collate
-from ..data.quantize import levels_to_input, to_levels
+from ..data.quantize import data_levels, levels_to_input
 from ..distributed import DistContext
 from ..errors import CheckpointError
 from ..runs import open_run_dir
@@ -74,6 +74,8 @@ def build_run(config: TrainConfig, ctx: DistContext, device: torch.device, state
         refuse_undeclared_flags(config.model, given_architecture(config))
     data = distributed.main_first(ctx, lambda: build_data(config.dataset, config.data_dir, config.download,
                                                            config.dataset_options))
+    # codes: their number is the levels (config.json and the checkpoints record it)
+    config = config.model_copy(update={"color_levels": data_color_levels(config, data)})
     spec = spec_for(config, data)
     if point is not None:
         check_resume_spec(point, spec)
@@ -124,7 +126,7 @@ def init_from_data(model: nn.Module, train_set: Any, spec: ModelSpec, device: to
     if not isinstance(model, SupportsDataInit) or len(train_set) == 0:
         return
     images, labels = collate([train_set[i] for i in range(min(INIT_IMAGES, len(train_set)))])
-    x = levels_to_input(to_levels(images, spec.color_levels), spec.color_levels).to(device)
+    x = levels_to_input(data_levels(images, spec.color_levels, spec.codes), spec.color_levels).to(device)
     x = x.contiguous(memory_format=torch.channels_last)
     model.data_init(x, labels.to(device) if spec.num_classes else None)
     distributed.broadcast_weights(ctx, model)

@@ -34,6 +34,8 @@ pixels read from the caches.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -101,8 +103,9 @@ class GatedIncrementalState(IncrementalState):
     """The caches of every layer of a :class:`~.gated.GatedPixelCNN` for one sampling run."""
 
     def __init__(self, blocks: list[GatedBlock], head: OutputHead, labels: torch.Tensor | None,
-                 count: int, height: int, width: int):
+                 count: int, height: int, width: int, embed: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.count, self.height, self.width = count, height, width
+        self.embed = embed  # codes: the rows given are codes on the input scale, read as vectors
         self.layers = [_Layer(block, labels, count, width) for block in blocks]
         self.data_channels = head.data_channels
         self.color_levels = head.color_levels
@@ -137,7 +140,8 @@ class GatedIncrementalState(IncrementalState):
         # the image is the first layer's horizontal input: pixel col - 1 is final now, pixel
         # col holds the colours drawn so far (earlier pixels were final at the previous call)
         lo = max(col - 1, 0)
-        first.h_row[:, lo + first.h_half : col + first.h_half + 1].copy_(row[:, :, lo : col + 1].transpose(1, 2))
+        pixels = row[:, :, lo : col + 1] if self.embed is None else self.embed(row[:, :, lo : col + 1])
+        first.h_row[:, lo + first.h_half : col + first.h_half + 1].copy_(pixels.transpose(1, 2))
         skip = self.skip
         started = False
         for layer, (pre, pre_a, pre_b, ta, sb, gated, rs, rs_res, rs_skip), columns in self._steps:
@@ -165,7 +169,7 @@ class GatedIncrementalState(IncrementalState):
     def end_row(self, row: torch.Tensor) -> None:
         if self.row >= self.height:
             raise RuntimeError("end_row called after the last row")
-        v = row
+        v = row if self.embed is None else self.embed(row)
         last = self.row == self.height - 1
         if not last:  # the last row's vertical outputs would never be read
             for layer in self.layers:

@@ -5,7 +5,8 @@ A causal block (mask A: vertical and horizontal stacks, no residual, skip or lab
 label bias), then skip sum -> ReLU -> 1x1 -> ReLU -> 1x1 to ``channels * color_levels`` logits.
 The vertical stack reaches the horizontal one only through a one-row shift, so there is no
 blind spot; feature maps are split into colour groups so that, with three data channels, R is
-predicted first, then G given R, then B given R and G.
+predicted first, then G given R, then B given R and G. Codes (``spec.codes``) are read through a
+learnt embedding as wide as the feature maps (the VQ-VAE paper's prior is this model over codes).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 from ...config import ArchitectureConfig
 from ...contracts import ModelSpec
 from ...errors import ConfigError
+from ..codes import CodeEmbedding
 from .incremental import GatedIncrementalState
 from .layers import GatedBlock, OutputHead
 
@@ -27,7 +29,10 @@ class GatedPixelCNN(nn.Module):
         self.spec = spec
         self.options = arch  # the plugin's validated options, as every built-in model keeps them
         c = spec.channels
-        blocks = [GatedBlock(c, arch.hidden_fmaps, arch.causal_ksize, c, spec.num_classes, first=True)]
+        # codes (one channel) are read through hidden_fmaps-wide vectors, one colour group
+        self.embed = CodeEmbedding(spec.color_levels, arch.hidden_fmaps) if spec.codes else None
+        inputs = arch.hidden_fmaps if spec.codes else c
+        blocks = [GatedBlock(inputs, arch.hidden_fmaps, arch.causal_ksize, c, spec.num_classes, first=True)]
         for i in range(arch.hidden_layers):
             last = i == arch.hidden_layers - 1
             blocks.append(GatedBlock(arch.hidden_fmaps, arch.hidden_fmaps, arch.hidden_ksize, c, spec.num_classes,
@@ -36,7 +41,7 @@ class GatedPixelCNN(nn.Module):
         self.head = OutputHead(arch.hidden_fmaps, arch.out_hidden_fmaps, c, spec.color_levels)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        v = h = x
+        v = h = x if self.embed is None else self.embed(x)
         skip = 0.0
         for block in self.blocks:
             v, h, s = block(v, h, labels)
@@ -47,7 +52,7 @@ class GatedPixelCNN(nn.Module):
     def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
         """Cached per-layer state for fast sampling (see :mod:`.incremental`); same function as
         :meth:`forward`, one pixel at a time."""
-        return GatedIncrementalState(list(self.blocks), self.head, labels, count, height, width)
+        return GatedIncrementalState(list(self.blocks), self.head, labels, count, height, width, self.embed)
 
     @property
     def reach(self) -> int:
@@ -71,6 +76,7 @@ class GatedPixelCNNPlugin:
 
     name = "gated"
     options_model: type[BaseModel] = ArchitectureConfig
+    takes_codes = True
 
     def build(self, options: ArchitectureConfig, spec: ModelSpec) -> GatedPixelCNN:
         check_architecture(options, spec)

@@ -1,0 +1,221 @@
+"""``codes``: integer code maps (a VQ-VAE's, say) from ``.npy`` / ``.npz`` files, for a prior over them.
+
+``path`` is an ``N x H x W`` integer array: a ``.npy`` file, or the ``codes`` array of an ``.npz``
+(which may also hold ``labels``, ``N`` class numbers, and ``num_codes``, the codebook size ``K``).
+The test maps are ``test_path`` (the same layout), or else a seeded ``test_fraction`` of ``path``.
+``K`` is ``num_codes`` (the option, then the file's), else the largest code + 1.
+
+Arrays are memory-mapped (``.npy``, and ``.npz`` members stored without compression, as
+``np.savez`` writes them), so opening a million maps reads them once to check their codes and
+keeps none in memory; a batch reads only its maps. A compressed ``.npz`` (``np.savez_compressed``)
+cannot be mapped and is read into memory.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import Dataset
+
+from ..contracts import BatchedItems, ImageData
+from ..errors import DataError
+
+CHUNK_BYTES = 64 * 2**20  # the code check reads this much at a time
+MAX_CODES = 65536
+
+
+class CodesOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="N x H x W integer codes: a .npy file, or an .npz with 'codes' (and 'labels', 'num_codes')")
+    test_path: Optional[str] = Field(None, description="The test maps, as path [default: a seeded test_fraction of path]")
+    labels_path: Optional[str] = Field(None, description="A .npy of N class numbers for a .npy path (an .npz holds its own 'labels')")
+    test_labels_path: Optional[str] = Field(None, description="The same for a .npy test_path")
+    num_codes: Optional[int] = Field(None, ge=2, le=MAX_CODES, description="The codebook size K [default: the file's num_codes, else the largest code + 1]")
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="Without test_path: the share of path held out as the test split")
+    split_seed: int = Field(0, description="Without test_path: the seed of the split")
+
+
+class CodeMaps(Dataset):
+    """Maps ``maps[indices]`` (``None``: all) as ``(long 1 x H x W, label)`` items; a batch in one read."""
+
+    def __init__(self, maps: np.ndarray, labels: np.ndarray | None, indices: np.ndarray | None = None):
+        self.maps, self.labels, self.indices = maps, labels, indices
+
+    def __len__(self) -> int:
+        return len(self.maps) if self.indices is None else len(self.indices)
+
+    def _rows(self, index: Any) -> Any:
+        return index if self.indices is None else self.indices[index]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        row = self._rows(index)
+        label = int(self.labels[row]) if self.labels is not None else 0
+        return torch.from_numpy(np.asarray(self.maps[row], dtype=np.int64))[None], label
+
+    def __getitems__(self, indices: list[int]) -> BatchedItems:
+        rows = self._rows(np.asarray(indices, dtype=np.int64))
+        maps = torch.from_numpy(np.asarray(self.maps[rows], dtype=np.int64))[:, None]
+        labels = torch.from_numpy(np.asarray(self.labels[rows], dtype=np.int64)) if self.labels is not None \
+            else torch.zeros(len(rows), dtype=torch.long)
+        return BatchedItems(maps, labels)
+
+
+def _npz_member(archive: Path, name: str) -> np.ndarray | None:
+    """Member ``name`` of an .npz, memory-mapped where it is stored uncompressed; ``None`` if absent."""
+    with zipfile.ZipFile(archive) as z:
+        info = next((i for i in z.infolist() if i.filename == f"{name}.npy"), None)
+        if info is None:
+            return None
+        if info.compress_type != zipfile.ZIP_STORED:
+            with z.open(info) as f:
+                return np.lib.format.read_array(f, allow_pickle=False)
+    with open(archive, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)  # the local file header: its name and extra field lengths at 26 and 28
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+        f.seek(start)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        raise DataError(f"{archive}['{name}'] holds Python objects, not numbers")
+    return np.memmap(archive, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def _open(path: Path, name: str, required: bool = True) -> np.ndarray | None:
+    """Array ``name`` of ``path`` (a .npy is its one array)."""
+    if not path.is_file():
+        raise DataError(f"codes: no such file: {path}")
+    try:
+        if path.suffix == ".npz":
+            array = _npz_member(path, name)
+        elif path.suffix == ".npy":
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            raise DataError(f"codes: {path} is neither .npy nor .npz")
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+        raise DataError(f"codes: {path} is not a readable {path.suffix} file ({error})") from None
+    if array is None and required:
+        raise DataError(f"codes: {path} has no '{name}' array")
+    return array
+
+
+def _where(path: Path, name: str) -> str:
+    return f"{path}['{name}']" if path.suffix == ".npz" else str(path)
+
+
+def _checked_maps(path: Path) -> np.ndarray:
+    maps = _open(path, "codes")
+    where = _where(path, "codes")
+    if not np.issubdtype(maps.dtype, np.integer):
+        raise DataError(f"codes: {where} is {maps.dtype}; code maps must be integers")
+    if maps.ndim != 3:
+        raise DataError(f"codes: {where} is shaped {maps.shape}; code maps must be N x H x W")
+    if len(maps) == 0:
+        raise DataError(f"codes: {where} holds no maps")
+    return maps
+
+
+def _code_range(maps: np.ndarray) -> tuple[int, int]:
+    """The smallest and largest code, read a chunk at a time."""
+    per = max(1, CHUNK_BYTES // max(1, maps[0].nbytes))
+    low, high = None, None
+    for start in range(0, len(maps), per):
+        chunk = np.asarray(maps[start:start + per])
+        low = int(chunk.min()) if low is None else min(low, int(chunk.min()))
+        high = int(chunk.max()) if high is None else max(high, int(chunk.max()))
+    return low, high
+
+
+def _labels(path: Path, labels_path: str | None, count: int) -> np.ndarray | None:
+    if path.suffix == ".npz":
+        if labels_path is not None:
+            raise DataError("codes: labels_path is for a .npy path; an .npz holds its own 'labels'")
+        labels, where = _open(path, "labels", required=False), _where(path, "labels")
+    elif labels_path is not None:
+        labels, where = _open(Path(labels_path), "labels"), labels_path
+    else:
+        return None
+    if labels is None:
+        return None
+    if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
+        raise DataError(f"codes: {where} is {labels.dtype} shaped {labels.shape}; labels must be N integers")
+    if len(labels) != count:
+        raise DataError(f"codes: {where} has {len(labels)} labels for {count} maps")
+    if len(labels) and int(labels.min()) < 0:
+        raise DataError(f"codes: {where} has a negative label ({int(labels.min())})")
+    return labels
+
+
+def _file_codes(path: Path) -> int | None:
+    """The ``num_codes`` an .npz records, if any."""
+    if path.suffix != ".npz":
+        return None
+    value = _open(path, "num_codes", required=False)
+    if value is None:
+        return None
+    if value.shape not in ((), (1,)) or not np.issubdtype(value.dtype, np.integer):
+        raise DataError(f"codes: {_where(path, 'num_codes')} must be one integer")
+    return int(value.reshape(()))
+
+
+class Codes:
+    name = "codes"
+    description = "integer code maps (a VQ-VAE's) from .npy/.npz files, memory-mapped"
+    options_model = CodesOptions
+
+    def load(self, data_dir: Path, download: bool, options: CodesOptions | None = None) -> ImageData:
+        if options is None:
+            raise DataError("codes: give the maps with --dataset-option path=FILE.npy (or .npz)")
+        path = Path(options.path).expanduser()
+        maps = _checked_maps(path)
+        labels = _labels(path, options.labels_path, len(maps))
+        splits = [(path, maps, labels)]
+        if options.test_path is not None:
+            test_path = Path(options.test_path).expanduser()
+            test_maps = _checked_maps(test_path)
+            if test_maps.shape[1:] != maps.shape[1:]:
+                raise DataError(f"codes: {_where(test_path, 'codes')} holds {test_maps.shape[1]}x{test_maps.shape[2]} "
+                                f"maps, {_where(path, 'codes')} {maps.shape[1]}x{maps.shape[2]}")
+            test_labels = _labels(test_path, options.test_labels_path, len(test_maps))
+            if (labels is None) != (test_labels is None):
+                raise DataError(f"codes: {'only ' + str(path) if test_labels is None else 'only ' + str(test_path)} has labels")
+            splits.append((test_path, test_maps, test_labels))
+        count = self._count(options, splits)
+        classes = None
+        if labels is not None:
+            classes = [str(i) for i in range(1 + max(int(s[2].max()) for s in splits if len(s[2])))]
+        if options.test_path is not None:
+            train, test = CodeMaps(maps, labels), CodeMaps(splits[1][1], splits[1][2])
+        else:
+            train, test = _split(maps, labels, options.test_fraction, options.split_seed)
+        return ImageData(1, maps.shape[1], maps.shape[2], classes, train, test, codes=count)
+
+    @staticmethod
+    def _count(options: CodesOptions, splits: list) -> int:
+        """K: asked, recorded or seen; every code of every split must lie in 0 .. K-1."""
+        declared = options.num_codes or _file_codes(splits[0][0])
+        ranges = [(_where(p, "codes"), *_code_range(m)) for p, m, _ in splits]
+        for where, low, high in ranges:
+            if low < 0:
+                raise DataError(f"codes: {where} holds a negative code ({low}); codes run from 0 to K-1")
+            if declared is not None and high >= declared:
+                raise DataError(f"codes: {where} holds code {high}, outside 0..{declared - 1} (num_codes {declared})")
+        count = declared or 1 + max(high for _, _, high in ranges)
+        if not 2 <= count <= MAX_CODES:
+            raise DataError(f"codes: {count} codes; pixelcnn models 2 to {MAX_CODES}")
+        return count
+
+
+def _split(maps: np.ndarray, labels: np.ndarray | None, fraction: float, seed: int) -> tuple[CodeMaps, CodeMaps]:
+    order = np.random.default_rng(seed).permutation(len(maps))
+    held = max(1, round(len(maps) * fraction)) if len(maps) > 1 else 0
+    test, train = np.sort(order[:held]), np.sort(order[held:])
+    return CodeMaps(maps, labels, train), CodeMaps(maps, labels, test)

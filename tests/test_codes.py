@@ -1,0 +1,185 @@
+"""Codes as data: the ``codes`` dataset (.npy / .npz, memory-mapped, checked), the gated model over
+codes (an embedding, a K-way softmax, strictly causal, both samplers exact) and the commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, one_error_line
+
+from pixelcnn_cli import sampling
+from pixelcnn_cli.causality import check_causality, full_view_size
+from pixelcnn_cli.config import ArchitectureConfig
+from pixelcnn_cli.contracts import ModelSpec
+from pixelcnn_cli.data.codes import Codes, CodesOptions
+from pixelcnn_cli.errors import DataError
+from pixelcnn_cli.images import code_palette
+from pixelcnn_cli.models.codes import input_codes
+from pixelcnn_cli.models.gated import GatedPixelCNN
+
+K = 12
+
+
+def maps(count=60, side=6, codes=K, seed=0, dtype=np.int16):
+    """Maps with structure a prior can learn: each row repeats one code, the next row's code follows."""
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, codes, size=count)
+    rows = (first[:, None] + np.arange(side)[None]) % codes
+    return np.repeat(rows[:, :, None], side, axis=2).astype(dtype)
+
+
+def load(**options):
+    return Codes().load(None, False, CodesOptions(**options))
+
+
+def test_an_npz_is_mapped_split_by_seed_and_knows_its_codes(tmp_path):
+    data = maps(50)
+    labels = np.arange(50) % 3
+    np.savez(tmp_path / "m.npz", codes=data, labels=labels, num_codes=np.array(16))
+    loaded = load(path=str(tmp_path / "m.npz"), test_fraction=0.2, split_seed=1)
+    assert (loaded.codes, loaded.channels, loaded.height, loaded.width) == (16, 1, 6, 6)  # the file's num_codes
+    assert (len(loaded.train), len(loaded.test)) == (40, 10) and loaded.classes == ["0", "1", "2"]
+    assert isinstance(loaded.train.maps, np.memmap)  # not read into memory
+    rows = sorted(np.concatenate([loaded.train.indices, loaded.test.indices]).tolist())
+    assert rows == list(range(50))  # the two splits cover every map once
+    assert np.array_equal(load(path=str(tmp_path / "m.npz"), test_fraction=0.2, split_seed=1).test.indices,
+                          loaded.test.indices)
+    item, label = loaded.test[3]
+    row = loaded.test.indices[3]
+    assert item.dtype == torch.long and item.shape == (1, 6, 6) and torch.equal(item[0], torch.from_numpy(data[row]).long())
+    assert label == labels[row]
+    batch = loaded.test.__getitems__([0, 3])
+    assert torch.equal(batch.images[1], item) and batch.labels.tolist() == [labels[loaded.test.indices[0]], label]
+
+
+def test_npy_files_with_a_test_file_take_k_from_the_largest_code(tmp_path):
+    np.save(tmp_path / "train.npy", maps(30, codes=9))
+    np.save(tmp_path / "test.npy", maps(10, codes=9, seed=1))
+    loaded = load(path=str(tmp_path / "train.npy"), test_path=str(tmp_path / "test.npy"))
+    assert loaded.codes == 9 and (len(loaded.train), len(loaded.test)) == (30, 10) and loaded.classes is None
+    assert isinstance(loaded.train.maps, np.memmap)
+    compressed = tmp_path / "c.npz"
+    np.savez_compressed(compressed, codes=maps(5))
+    assert load(path=str(compressed)).codes == K  # read into memory: a compressed member cannot be mapped
+
+
+@pytest.mark.parametrize("arrays,options,message", [
+    ({"codes": maps(5).astype(np.float32)}, {}, "m.npz['codes'] is float32; code maps must be integers"),
+    ({"codes": maps(5)[:, 0]}, {}, "m.npz['codes'] is shaped (5, 6); code maps must be N x H x W"),
+    ({"labels": np.zeros(5)}, {}, "m.npz has no 'codes' array"),
+    ({"codes": maps(5), "labels": np.zeros(4, dtype=np.int64)}, {}, "m.npz['labels'] has 4 labels for 5 maps"),
+    ({"codes": maps(5) - 3}, {}, "holds a negative code (-3)"),
+    ({"codes": maps(5)}, {"num_codes": 8}, "holds code 11, outside 0..7 (num_codes 8)"),
+    ({"codes": np.zeros((5, 2, 2), dtype=np.int64)}, {}, "1 codes; pixelcnn models 2 to 65536"),
+])
+def test_bad_arrays_are_one_line_errors_that_name_them(tmp_path, arrays, options, message):
+    np.savez(tmp_path / "m.npz", **arrays)
+    with pytest.raises(DataError, match=None) as caught:
+        load(path=str(tmp_path / "m.npz"), **options)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_train_and_test_files_must_agree(tmp_path):
+    np.save(tmp_path / "a.npy", maps(5, side=6))
+    np.save(tmp_path / "b.npy", maps(5, side=4))
+    with pytest.raises(DataError, match=r"b.npy holds 4x4 maps, .*a.npy 6x6"):
+        load(path=str(tmp_path / "a.npy"), test_path=str(tmp_path / "b.npy"))
+    with pytest.raises(DataError, match="no such file"):
+        load(path=str(tmp_path / "missing.npy"))
+
+
+def gated_over_codes(codes=K, classes=0, layers=2, seed=0):
+    torch.manual_seed(seed)
+    spec = ModelSpec(1, 6, 6, codes, classes, codes=True)
+    arch = ArchitectureConfig(causal_ksize=3, hidden_ksize=3, hidden_fmaps=8, out_hidden_fmaps=8, hidden_layers=layers)
+    return GatedPixelCNN(spec, arch), spec
+
+
+def test_codes_survive_the_input_scale_up_to_65536():
+    for k in (2, 512, 4096, 65536):
+        codes = torch.arange(k)  # every code
+        assert torch.equal(input_codes(sampling.levels_to_input(codes[None, None], k), k)[0], codes)
+    palette = code_palette(4096)
+    assert palette.shape == (4096, 3) and len({tuple(c) for c in palette.tolist()}) > 4000  # codes look apart
+
+
+@pytest.mark.parametrize("classes", [0, 5])
+def test_the_gated_prior_over_codes_is_strictly_causal_and_sees_every_earlier_code(classes):
+    model, spec = gated_over_codes(classes=classes, layers=3)
+    side = full_view_size(model, spec)  # the largest square it sees whole: 5x5 (reach 4)
+    report = check_causality(model, spec, side, side)
+    assert report.future_violations == 0, report.first_violation()
+    assert report.blind_spots == 0, report.first_blind_spot()
+    assert not report.depends[0].any() and report.depends[-1, :-1].all()
+    logits = model(sampling.levels_to_input(torch.randint(0, K, (2, 1, 6, 6)), K))
+    assert logits.shape == (2, K, 1, 6, 6)  # one K-way softmax per position
+
+
+@pytest.mark.parametrize("classes", [0, 5])
+def test_both_samplers_draw_the_same_code_maps(classes):
+    model, spec = gated_over_codes(classes=classes)
+    labels = torch.arange(4) % classes if classes else None
+    uniforms = sampling.draw_uniforms(4, 1, 6, 6, 3)
+    steps = {}
+    for name in ("naive", "cached"):
+        seen = []
+        levels = sampling.sample(model, spec, labels, uniforms, sampler=name,
+                                 on_logits=lambda r, c, ch, lg: seen.append(lg.clone()))
+        steps[name] = (levels, seen)
+    assert torch.equal(steps["naive"][0], steps["cached"][0])
+    for a, b in zip(steps["naive"][1], steps["cached"][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert steps["cached"][0].max() < K and steps["cached"][0].shape == (4, 1, 6, 6)
+
+
+def test_a_4096_code_prior_builds_and_trains_a_step():
+    model, spec = gated_over_codes(codes=4096, layers=1)
+    x = sampling.levels_to_input(torch.randint(0, 4096, (2, 1, 6, 6)), 4096)
+    loss = torch.nn.functional.cross_entropy(model(x), input_codes(x, 4096)[:, None])
+    loss.backward()
+    assert torch.isfinite(loss) and model.embed.table.weight.grad.abs().sum() > 0
+
+
+def test_train_eval_score_and_sample_a_prior_through_the_cli(cli, tmp_path):
+    np.savez(tmp_path / "top.npz", codes=maps(80), labels=np.arange(80) % 4)
+    data = ["--dataset", "codes", "--dataset-option", f"path={tmp_path / 'top.npz'}"]
+    run = ["train", *data, "--epochs", "3", "--lr", "0.01", "--batch-size", "8", "--epoch-samples", "4", "--seed", "0",
+           "--device", "cpu", "--run-name", "prior", *TINY]
+    trained = cli(*run)
+    assert trained.exit_code == 0, trained.stderr
+    said = trained.stdout + trained.stderr
+    assert "6x6 maps of 12 codes" in said and "bits/dim" not in said and " bits/code (best)" in said
+    folder = tmp_path / "runs" / "prior"
+    recorded = json.loads((folder / "config.json").read_text())
+    assert recorded["config"]["color_levels"] == recorded["spec"]["color_levels"] == K and recorded["spec"]["codes"] is True
+    evaluated = cli("eval", "-m", folder, "--json")
+    record = json.loads(evaluated.stdout)
+    assert record["codes"] is True and record["bits_per_code"] == record["bits_per_dim"] < np.log2(K)
+    assert record["images"] == 8 and record["nats_per_map"] == pytest.approx(record["bits_per_code"] * 36 * np.log(2))
+    scored = cli("score", "-m", folder, "-o", "rows.csv")
+    assert scored.exit_code == 0 and "8 maps" in scored.stdout and "bits/code mean" in scored.stdout
+    lines = (tmp_path / "rows.csv").read_text().splitlines()
+    assert lines[0] == "map,label,nats,bits_per_code" and len(lines) == 9
+    sampled = cli("sample", "-m", folder, "-c", "6", "--label", "2", "--seed", "1", "-o", "out/maps.png")
+    assert sampled.exit_code == 0, sampled.stderr
+    drawn = np.load(tmp_path / "out" / "maps.npy")
+    assert drawn.shape == (6, 6, 6) and drawn.dtype == np.int16 and 0 <= drawn.min() and drawn.max() < K
+    assert (tmp_path / "out" / "maps.png").exists() and "out/maps.npy (preview: out/maps.png)" in sampled.stdout
+    again = cli("sample", "-m", folder, "-c", "6", "--label", "2", "--seed", "1", "--sampler", "naive", "-o", "n.png")
+    assert again.exit_code == 0 and np.array_equal(np.load(tmp_path / "n.npy"), drawn)  # naive == cached
+    completed = cli("sample", "-m", folder, "--complete", "-c", "2", "--sources", "2", "--seed", "0", "-o", "c.png")
+    assert completed.exit_code == 0 and np.load(tmp_path / "c.npy").shape == (4, 6, 6), completed.stderr
+
+
+def test_codes_meet_clear_errors(cli, tmp_path):
+    np.save(tmp_path / "m.npy", maps(20))
+    data = ["--dataset", "codes", "--dataset-option", f"path={tmp_path / 'm.npy'}", "--epochs", "1", "--device", "cpu"]
+    assert "'pixelcnnpp' does not model codes" in one_error_line(cli("train", *data, "--model", "pixelcnnpp"))
+    line = one_error_line(cli("train", *data, "--color-levels", "16", *TINY))
+    assert "--color-levels 16: dataset 'codes' holds 12 codes" in line
+    assert "at most 256 levels" in one_error_line(cli("train", "--dataset", "mnist-sample", "--color-levels", "300"))
+    assert "m.npy['codes']" not in one_error_line(cli("train", "--dataset", "codes", "--dataset-option",
+                                                      f"path={tmp_path / 'nope.npy'}"))
