@@ -19,6 +19,7 @@ from pixelcnn_cli.errors import DataError
 from pixelcnn_cli.images import code_palette
 from pixelcnn_cli.models.codes import input_codes
 from pixelcnn_cli.models.gated import GatedPixelCNN
+from pixelcnn_cli.models.pixelsnail import PixelSNAILOptions, PixelSNAILPlugin
 
 K = 12
 
@@ -91,11 +92,21 @@ def test_train_and_test_files_must_agree(tmp_path):
         load(path=str(tmp_path / "missing.npy"))
 
 
-def gated_over_codes(codes=K, classes=0, layers=2, seed=0):
+def gated_over_codes(codes=K, classes=0, layers=2, seed=0, side=6):
     torch.manual_seed(seed)
-    spec = ModelSpec(1, 6, 6, codes, classes, codes=True)
+    spec = ModelSpec(1, side, side, codes, classes, codes=True)
     arch = ArchitectureConfig(causal_ksize=3, hidden_ksize=3, hidden_fmaps=8, out_hidden_fmaps=8, hidden_layers=layers)
     return GatedPixelCNN(spec, arch), spec
+
+
+def pixelsnail_over_codes(codes=K, classes=0, layers=2, seed=0, side=6):
+    torch.manual_seed(seed)
+    spec = ModelSpec(1, side, side, codes, classes, codes=True)
+    options = PixelSNAILOptions(nr_resnet=1, nr_filters=8, attention_blocks=layers, key_size=4, value_size=4, dropout=0)
+    return PixelSNAILPlugin().build(options, spec).eval(), spec
+
+
+PRIORS = {"gated": gated_over_codes, "pixelsnail": pixelsnail_over_codes}
 
 
 def test_codes_survive_the_input_scale_up_to_65536():
@@ -107,20 +118,23 @@ def test_codes_survive_the_input_scale_up_to_65536():
 
 
 @pytest.mark.parametrize("classes", [0, 5])
-def test_the_gated_prior_over_codes_is_strictly_causal_and_sees_every_earlier_code(classes):
-    model, spec = gated_over_codes(classes=classes, layers=3)
-    side = full_view_size(model, spec)  # the largest square it sees whole: 5x5 (reach 4)
+@pytest.mark.parametrize("prior", PRIORS)
+def test_a_prior_over_codes_is_strictly_causal_and_sees_every_earlier_code(prior, classes):
+    model, spec = PRIORS[prior](classes=classes, layers=3, side=8)
+    # the largest square the gated prior sees whole: 5x5 (reach 4); pixelsnail sees any size whole
+    side = min(8, full_view_size(model, spec))
     report = check_causality(model, spec, side, side)
     assert report.future_violations == 0, report.first_violation()
     assert report.blind_spots == 0, report.first_blind_spot()
     assert not report.depends[0].any() and report.depends[-1, :-1].all()
-    logits = model(sampling.levels_to_input(torch.randint(0, K, (2, 1, 6, 6)), K))
-    assert logits.shape == (2, K, 1, 6, 6)  # one K-way softmax per position
+    logits = model(sampling.levels_to_input(torch.randint(0, K, (2, 1, 8, 8)), K), torch.tensor([0, 1]) if classes else None)
+    assert logits.shape == (2, K, 1, 8, 8)  # one K-way softmax per position
 
 
 @pytest.mark.parametrize("classes", [0, 5])
-def test_both_samplers_draw_the_same_code_maps(classes):
-    model, spec = gated_over_codes(classes=classes)
+@pytest.mark.parametrize("prior", PRIORS)
+def test_both_samplers_draw_the_same_code_maps(prior, classes):
+    model, spec = PRIORS[prior](classes=classes)
     labels = torch.arange(4) % classes if classes else None
     uniforms = sampling.draw_uniforms(4, 1, 6, 6, 3)
     steps = {}
@@ -135,8 +149,10 @@ def test_both_samplers_draw_the_same_code_maps(classes):
     assert steps["cached"][0].max() < K and steps["cached"][0].shape == (4, 1, 6, 6)
 
 
-def test_a_4096_code_prior_builds_and_trains_a_step():
-    model, spec = gated_over_codes(codes=4096, layers=1)
+@pytest.mark.parametrize("prior", PRIORS)
+def test_a_4096_code_prior_builds_and_trains_a_step(prior):
+    model, spec = PRIORS[prior](codes=4096, layers=1)
+    model.train()
     x = sampling.levels_to_input(torch.randint(0, 4096, (2, 1, 6, 6)), 4096)
     loss = torch.nn.functional.cross_entropy(model(x), input_codes(x, 4096)[:, None])
     loss.backward()
@@ -177,9 +193,44 @@ def test_train_eval_score_and_sample_a_prior_through_the_cli(cli, tmp_path):
 def test_codes_meet_clear_errors(cli, tmp_path):
     np.save(tmp_path / "m.npy", maps(20))
     data = ["--dataset", "codes", "--dataset-option", f"path={tmp_path / 'm.npy'}", "--epochs", "1", "--device", "cpu"]
-    assert "'pixelcnnpp' does not model codes" in one_error_line(cli("train", *data, "--model", "pixelcnnpp"))
+    refused = one_error_line(cli("train", *data, "--model", "pixelcnnpp"))
+    assert "'pixelcnnpp' does not model codes" in refused and "models that do: gated, pixelsnail" in refused
     line = one_error_line(cli("train", *data, "--color-levels", "16", *TINY))
     assert "--color-levels 16: dataset 'codes' holds 12 codes" in line
     assert "at most 256 levels" in one_error_line(cli("train", "--dataset", "mnist-sample", "--color-levels", "300"))
     assert "m.npy['codes']" not in one_error_line(cli("train", "--dataset", "codes", "--dataset-option",
                                                       f"path={tmp_path / 'nope.npy'}"))
+
+
+def test_pixelsnail_trains_evaluates_and_samples_codes_through_the_cli(cli, tmp_path):
+    np.save(tmp_path / "m.npy", maps(40))
+    small = ["--model-option", "nr_resnet=1", "--model-option", "nr_filters=8", "--model-option", "attention_blocks=1",
+             "--model-option", "key_size=4", "--model-option", "value_size=4"]
+    trained = cli("train", "--dataset", "codes", "--dataset-option", f"path={tmp_path / 'm.npy'}", "--model", "pixelsnail",
+                  *small, "--epochs", "1", "--batch-size", "8", "--epoch-samples", "2", "--seed", "0", "--device", "cpu",
+                  "--run-name", "snail")
+    assert trained.exit_code == 0, trained.stderr
+    folder = tmp_path / "runs" / "snail"
+    record = json.loads(cli("eval", "-m", folder, "--json").stdout)
+    assert record["codes"] is True and 0 < record["bits_per_code"] < 2 * np.log2(K)
+    for sampler in ("cached", "naive"):
+        sampled = cli("sample", "-m", folder, "-c", "3", "--seed", "4", "--sampler", sampler, "-o", f"{sampler}.png")
+        assert sampled.exit_code == 0, sampled.stderr
+    assert np.array_equal(np.load(tmp_path / "cached.npy"), np.load(tmp_path / "naive.npy"))
+
+
+@pytest.mark.parametrize("prior, options", [
+    ("gated", ["--hidden-layers", "2", "--hidden-fmaps", "8", "--out-hidden-fmaps", "8"]),
+    ("pixelsnail", ["--model-option", "nr_filters=8", "--model-option", "attention_blocks=1", "--model-option", "nr_resnet=1",
+                    "--model-option", "key_size=4", "--model-option", "value_size=4", "--size", "16"]),
+])
+def test_inspect_masks_proves_a_fresh_prior_over_codes_causal(cli, prior, options):
+    result = cli("inspect-masks", "--model", prior, "--codes", "512", *options)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "causal: every output depends on exactly the earlier pixels" in result.stdout
+    assert "x1 image" in result.stdout  # one channel: codes, not colours
+
+
+def test_inspect_masks_refuses_codes_it_cannot_build(cli):
+    assert "'pixelcnnpp' does not model codes" in one_error_line(cli("inspect-masks", "--model", "pixelcnnpp", "--codes", "12"))
+    assert "leave --channels and --color-levels out" in one_error_line(cli("inspect-masks", "--codes", "12", "--channels", "1"))

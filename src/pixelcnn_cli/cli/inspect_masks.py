@@ -88,8 +88,9 @@ def inspect_masks(
     model_path: InspectModelPath = None,
     model: Annotated[str, typer.Option(help="Model plugin to build (without -m); a masked model other than gated is shown beside the gated one",
                                        autocompletion=completes(registry.models.names))] = "gated",
-    channels: Annotated[int, typer.Option(min=1, max=3, help="Data channels of the fresh model: 1 (grey) or 3 (RGB)")] = 3,
-    color_levels: Annotated[int, typer.Option(min=2, max=256, help="Colour levels of the fresh model")] = 4,
+    channels: Annotated[Optional[int], typer.Option(min=1, max=3, help="Data channels of the fresh model: 1 (grey) or 3 (RGB) [default: 3]")] = None,
+    color_levels: Annotated[Optional[int], typer.Option(min=2, max=256, help="Colour levels of the fresh model [default: 4]")] = None,
+    codes: Annotated[Optional[int], typer.Option(min=2, max=65536, help="Build the fresh model over K codes instead (one channel read through an embedding, a K-way softmax; gated, pixelsnail)")] = None,
     causal_ksize: Annotated[Optional[int], typer.Option(help=f"Mask A kernel size [default: the model's own; gated: {A.model_fields['causal_ksize'].default}]")] = None,
     hidden_ksize: Annotated[Optional[int], typer.Option(help=f"Mask B kernel size [default: the model's own; gated: {A.model_fields['hidden_ksize'].default}]")] = None,
     hidden_fmaps: Annotated[Optional[int], typer.Option(help=f"Hidden feature maps [default: the model's own; gated: {A.model_fields['hidden_fmaps'].default}]")] = None,
@@ -109,6 +110,9 @@ def inspect_masks(
     """
     if channels == 2:
         raise typer.BadParameter("must be 1 (grey) or 3 (RGB)", param_hint="--channels")
+    if codes is not None and (channels is not None or color_levels is not None):
+        raise typer.BadParameter("a model over codes has one channel of K codes; leave --channels and --color-levels out",
+                                 param_hint="--codes")
     # torch loads here, not at import: --help and completion stay quick
     from ..building import resolve_device
     from ..images import check_png_target, save_png
@@ -121,7 +125,7 @@ def inspect_masks(
     else:
         flags = _flags(causal_ksize=causal_ksize, hidden_ksize=hidden_ksize, hidden_fmaps=hidden_fmaps,
                        out_hidden_fmaps=out_hidden_fmaps, hidden_layers=hidden_layers)
-        net, spec, name, shape = _fresh(model, channels, color_levels, flags, model_option, device)
+        net, spec, name, shape = _fresh(model, _fresh_spec(channels, color_levels, codes), flags, model_option, device)
     check = check_masks(net, name, spec, shape, device, size)
     _show(check)
     if size is None and check.result.cut_down > 1:
@@ -141,16 +145,26 @@ def _trained(model_path: str, device) -> tuple:
 
     net, spec, config, path, _ = load_model(model_path, "runs", str(device))
     shape = model_shape(net, {**config.architecture(), **config.model_options})
-    common.out.print(f"checkpoint {path}: model {config.model}, {spec.channels} channel(s), {spec.color_levels} levels")
+    data = f"{spec.color_levels} codes" if spec.codes else f"{spec.channels} channel(s), {spec.color_levels} levels"
+    common.out.print(f"checkpoint {path}: model {config.model}, {data}")
     return net, spec, config.model, shape
 
 
-def _fresh(model: str, channels: int, color_levels: int, flags: dict, model_option: list[str] | None, device) -> tuple:
-    """-> (model, spec, model name, its options) of a fresh model of plugin ``model``, on ``device``."""
+def _fresh_spec(channels: int | None, color_levels: int | None, codes: int | None):
+    """The data a fresh model is built for: 28x28 with 10 classes, pictures or ``codes`` codes."""
     from ..contracts import ModelSpec
+
+    if codes is not None:
+        return ModelSpec(1, 28, 28, codes, 10, codes=True)
+    return ModelSpec(3 if channels is None else channels, 28, 28, 4 if color_levels is None else color_levels, 10)
+
+
+def _fresh(model: str, spec, flags: dict, model_option: list[str] | None, device) -> tuple:
+    """-> (model, spec, model name, its options) of a fresh model of plugin ``model`` for ``spec``, on ``device``."""
+    from ..building import check_takes_codes
     from ..inspection import build_fresh, model_shape
 
-    spec = ModelSpec(channels, 28, 28, color_levels, 10)
+    check_takes_codes(model, spec)
     net, options = build_fresh(model, spec, flags, parse_key_values(model_option, "--model-option") or {})
     shape = model_shape(net, options.model_dump())
     net.to(device)

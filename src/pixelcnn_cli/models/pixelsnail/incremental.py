@@ -19,7 +19,9 @@ over the pixels so far (``n * (key_size + value_size)`` multiply-adds per block)
 sampler pays the whole network on the whole image at every step.
 
 The state computes the eval-mode network (dropout off), as the samplers run it; its results equal
-a full forward pass up to float rounding (``tests/test_pixelsnail_sampling.py``).
+a full forward pass up to float rounding (``tests/test_pixelsnail_sampling.py``). Over codes
+(:class:`PixelSNAILCodeState`) the input buffer holds each drawn code's vector, and a pixel's
+output is its K logits.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ...contracts import ColourwiseIncrementalState, PixelOutputState
+from ...contracts import ColourwiseIncrementalState, IncrementalState, PixelOutputState
 from ..blocks import GatedResnet
 from ..caches import MixtureLogits, window_matrix
+from ..shifts import elu
 from .net import AttentionBlock, PixelSNAILNet, positions
 
 
@@ -109,14 +112,15 @@ class _Attention:
         self.keys[:, n], self.values[:, n] = kv[:, : self.key_size], kv[:, self.key_size :]
 
 
-class PixelSNAILIncrementalState(MixtureLogits, ColourwiseIncrementalState, PixelOutputState):
+class _Stream:
     """The caches of a :class:`~.net.PixelSNAILNet` for one sampling run (see the module
-    docstring); ``level_log_probs(params, x, colour=None)`` is the model's likelihood."""
+    docstring): the stream cell by cell, the key/value caches, the rows given by ``end_row``.
+    ``embed`` turns the rows given (on the input scale) into the network's input (codes' vectors)."""
 
     input_row_offset = 1  # image row r sits at x's row r + 1 (zero rows above it)
 
-    def __init__(self, net: PixelSNAILNet, level_log_probs: Callable[..., torch.Tensor],
-                 labels: torch.Tensor | None, count: int, height: int, width: int):
+    def __init__(self, net: PixelSNAILNet, labels: torch.Tensor | None, count: int, height: int, width: int,
+                 embed: Callable[[torch.Tensor], torch.Tensor] | None = None):
         if net.training:
             raise ValueError("incremental sampling computes the eval-mode network (dropout off): call model.eval() first")
         if (labels is None) != (net.num_classes == 0):
@@ -124,7 +128,7 @@ class PixelSNAILIncrementalState(MixtureLogits, ColourwiseIncrementalState, Pixe
         if labels is not None and labels.shape != (count,):
             raise ValueError(f"labels must hold one class per image ({count}); got {tuple(labels.shape)}")
         self.count, self.height, self.width, self.channels = count, height, width, net.channels
-        self.level_log_probs = level_log_probs
+        self.embed = embed
         self.row, self._next_col, self._remembered = 0, 0, 0
         self._params: torch.Tensor | None = None
         with torch.no_grad():
@@ -188,7 +192,7 @@ class PixelSNAILIncrementalState(MixtureLogits, ColourwiseIncrementalState, Pixe
     def end_row(self, row: torch.Tensor) -> None:
         if self.row >= self.height:
             raise RuntimeError("end_row called after the last row")
-        self.x[:, : self.channels, self.row + 1, 1 : self.width + 1] = row
+        self.x[:, : self.channels, self.row + 1, 1 : self.width + 1] = self._as_input(row)
         if self.row == self.height - 1:  # nothing reads the last row's cells
             self.row += 1
             return
@@ -197,3 +201,38 @@ class PixelSNAILIncrementalState(MixtureLogits, ColourwiseIncrementalState, Pixe
         self.row += 1
         self._next_col, self._params = 0, None
         self._start_row()
+
+    def _as_input(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels if self.embed is None else self.embed(pixels)
+
+
+class PixelSNAILIncrementalState(_Stream, MixtureLogits, ColourwiseIncrementalState, PixelOutputState):
+    """The cached state of a pixel model: the stream's output at a pixel is its mixture's
+    parameters, and ``level_log_probs(params, x, colour=None)`` is the model's likelihood."""
+
+    def __init__(self, net: PixelSNAILNet, level_log_probs: Callable[..., torch.Tensor],
+                 labels: torch.Tensor | None, count: int, height: int, width: int):
+        super().__init__(net, labels, count, height, width)
+        self.level_log_probs = level_log_probs
+
+
+class PixelSNAILCodeState(_Stream, IncrementalState):
+    """The cached state of a model over codes: ``embed`` reads the codes drawn (on the input scale)
+    as the network's input, and a pixel's output is its ``K`` logits."""
+
+    def __init__(self, net: PixelSNAILNet, embed: Callable[[torch.Tensor], torch.Tensor],
+                 labels: torch.Tensor | None, count: int, height: int, width: int):
+        super().__init__(net, labels, count, height, width, embed)
+
+    @torch.no_grad()
+    def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:
+        """``(B, K, 1)``: the logits of the code at ``(current row, col)``, given ``row``'s codes before it."""
+        if self.row >= self.height:
+            raise RuntimeError("pixel_logits called after the last row")
+        if col != self._next_col - 1:  # a new pixel (asked again, the same one keeps its logits)
+            if col < self._next_col:
+                raise RuntimeError(f"pixel_logits: columns go in order; column {col} is already past")
+            self.x[:, : self.channels, self.row + 1, 1 : col + 1] = self._as_input(row[:, :, :col])
+            matrix, bias = self.out
+            self._params = torch.addmm(bias, elu(self._advance(col)), matrix)
+        return self._params[:, :, None]

@@ -1,6 +1,7 @@
 """The model plugin ``pixelsnail``: PixelSNAIL's network (:mod:`.net`) with the discretised logistic
 mixture likelihood it shares with PixelCNN++ (:mod:`..mixture`), and its cached sampler state
-(:mod:`.incremental`)."""
+(:mod:`.incremental`). Over codes (``spec.codes``, VQ-VAE-2's top prior) the network reads each code
+through a learnt embedding as wide as the stream and ends in a K-way softmax per position."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from ...contracts import ModelSpec
 from ...errors import ConfigError
 from .. import mixture
 from ..blocks import Nonlinearity, weight_norm_scales
+from ..codes import CodeEmbedding
 from ..weight_norm import apply_weight_norm, convolutions, init_from_batch
-from .incremental import PixelSNAILIncrementalState
+from .incremental import PixelSNAILCodeState, PixelSNAILIncrementalState
 from .net import PixelSNAILNet
 
 #: Attention sees every earlier pixel at any distance: ``inspect-masks`` checks the whole image
@@ -34,11 +36,22 @@ class PixelSNAILOptions(BaseModel):
     attention_blocks: int = Field(12, ge=1, description="Attention blocks, each after nr_resnet resnet blocks (the authors: 12)")
     key_size: int = Field(16, ge=1, description="Channels of each key and query (the authors: 16)")
     value_size: Optional[int] = Field(None, ge=1, description="Channels of each value (the authors: nr_filters / 2)")
-    nr_logistic_mix: int = Field(10, ge=1, description="Components of the discretised logistic mixture (the authors: 10)")
+    nr_logistic_mix: int = Field(10, ge=1, description="Components of the discretised logistic mixture (the authors: 10; "
+                                                       "codes have a softmax instead)")
     dropout: float = Field(0.5, ge=0, lt=1, description="Dropout in every block while training (the authors: 0.5)")
     nonlinearity: Nonlinearity = Field("elu", description="Activation inside the gated resnet blocks (the authors' train.py: elu)")
     weight_norm: bool = Field(False, description="Weight normalisation, initialised from the first 16 training "
                                                  "images (the authors: on, from 8)")
+
+
+def network(spec: ModelSpec, options: PixelSNAILOptions, channels: int, out_channels: int) -> PixelSNAILNet:
+    """The network of ``options`` from ``channels`` inputs to ``out_channels`` outputs per pixel."""
+    value_size = options.value_size or max(1, options.nr_filters // 2)
+    net = PixelSNAILNet(channels, out_channels, spec.num_classes, options.nr_resnet, options.nr_filters,
+                        options.attention_blocks, options.key_size, value_size, options.dropout, options.nonlinearity)
+    if options.weight_norm:
+        apply_weight_norm(convolutions(net))
+    return net
 
 
 class PixelSNAIL(nn.Module):
@@ -54,13 +67,7 @@ class PixelSNAIL(nn.Module):
         super().__init__()
         self.spec = spec
         self.options = options
-        out = mixture.channels_for(spec.channels, options.nr_logistic_mix)
-        value_size = options.value_size or max(1, options.nr_filters // 2)
-        self.net = PixelSNAILNet(spec.channels, out, spec.num_classes, options.nr_resnet, options.nr_filters,
-                                 options.attention_blocks, options.key_size, value_size, options.dropout,
-                                 options.nonlinearity)
-        if options.weight_norm:
-            apply_weight_norm(convolutions(self.net))
+        self.net = network(spec, options, spec.channels, mixture.channels_for(spec.channels, options.nr_logistic_mix))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x, labels)
@@ -88,14 +95,45 @@ class PixelSNAIL(nn.Module):
         return PixelSNAILIncrementalState(self.net, self.level_log_probs, labels, count, height, width)
 
 
+class PixelSNAILOverCodes(nn.Module):
+    """PixelSNAIL over ``K`` codes: each code read as a learnt ``nr_filters``-wide vector (the
+    network's input, keys and values included), ``forward`` giving ``(B, K, 1, H, W)`` logits, whose
+    softmax is the likelihood (the host's, as for any model with logits)."""
+
+    reach = UNBOUNDED_REACH
+    min_check_size = PixelSNAIL.min_check_size
+
+    def __init__(self, spec: ModelSpec, options: PixelSNAILOptions):
+        super().__init__()
+        self.spec = spec
+        self.options = options
+        self.embed = CodeEmbedding(spec.color_levels, options.nr_filters)
+        self.net = network(spec, options, options.nr_filters, spec.color_levels)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self.embed(x), labels)[:, :, None]
+
+    def data_init(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """As :meth:`PixelSNAIL.data_init`, on the batch's code vectors."""
+        if self.options.weight_norm:
+            with torch.no_grad():
+                vectors = self.embed(x)
+            init_from_batch(self.net, vectors, labels, weight_norm_scales(self.net))
+
+    def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
+        """The cached state of :meth:`PixelSNAIL.incremental_sampler`, over code vectors."""
+        return PixelSNAILCodeState(self.net, self.embed, labels, count, height, width)
+
+
 class PixelSNAILPlugin:
     """The built-in model plugin ``pixelsnail`` (``--model pixelsnail``)."""
 
     name = "pixelsnail"
     description = "PixelSNAIL (Chen et al. 2017): gated resnet blocks and causal self-attention over every earlier pixel"
     options_model: type[BaseModel] = PixelSNAILOptions
+    takes_codes = True
 
-    def build(self, options: PixelSNAILOptions, spec: ModelSpec) -> PixelSNAIL:
+    def build(self, options: PixelSNAILOptions, spec: ModelSpec) -> PixelSNAIL | PixelSNAILOverCodes:
         if spec.channels not in (1, 3):
             raise ConfigError(f"pixelsnail models 1 (grey) or 3 (RGB) channels, not {spec.channels}")
-        return PixelSNAIL(spec, options)
+        return PixelSNAILOverCodes(spec, options) if spec.codes else PixelSNAIL(spec, options)
