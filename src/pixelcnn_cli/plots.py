@@ -25,8 +25,9 @@ def _save(figure, path: str | Path) -> Path:
     return write_atomic(lambda f: figure.savefig(f, format="png"), path)
 
 
-def training_curves(runs: list[tuple[str, list[dict[str, Any]]]], path: str | Path) -> Path:
-    """Train and test bits/dim per epoch (left) and the learning rate (right), one colour per run.
+def training_curves(runs: list[tuple[str, list[dict[str, Any]]]], path: str | Path, unit: str = "bits/dim") -> Path:
+    """Train and test bits/dim (or ``unit``: bits/code for codes) per epoch (left) and the learning
+    rate (right), one colour per run.
 
     ``runs``: (name, metrics.jsonl records) pairs. Solid lines: test; dashed: train.
     """
@@ -38,7 +39,7 @@ def training_curves(runs: list[tuple[str, list[dict[str, Any]]]], path: str | Pa
         bits.plot(epochs, [r["test_bits_per_dim"] for r in records], "-o", color=colour, markersize=3, label=f"{name} test")
         bits.plot(epochs, [r["train_bits_per_dim"] for r in records], "--x", color=colour, alpha=0.7, markersize=4, label=f"{name} train")
         rate.plot(epochs, [r["learning_rate"] for r in records], "-o", color=colour, markersize=3, label=name)
-    bits.set(xlabel="epoch", ylabel="bits/dim", title="bits/dim (solid: test, dashed: train)")
+    bits.set(xlabel="epoch", ylabel=unit, title=f"{unit} (solid: test, dashed: train)")
     rate.set(xlabel="epoch", ylabel="learning rate (at the epoch's end)", title="learning rate", yscale="log")
     for axes in (bits, rate):
         axes.grid(alpha=0.3)

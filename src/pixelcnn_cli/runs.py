@@ -34,9 +34,10 @@ class RunSummary:
     preset: str | None
     epochs_done: int  # epochs measured (an epoch that --max-steps/--max-minutes ended early counts)
     epochs_planned: int
-    best_test_bits_per_dim: float | None
+    best_test_bits_per_dim: float | None  # bits per code for a run over codes
     state: str  # finished, interrupted, running, or stopped (killed while training, nothing saved at the end)
     updated: float  # modification time of its metrics (or config), seconds since the epoch
+    codes: bool = False  # a prior over codes: its figures are bits per code
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -228,6 +229,7 @@ def summarize(run_dir: Path) -> RunSummary | None:
         name=run_dir.name, path=str(run_dir), dataset=str(config.get("dataset")), model=str(config.get("model")),
         preset=config.get("preset"), epochs_done=len({m.get("epoch") for m in metrics}), epochs_planned=planned,
         best_test_bits_per_dim=min(finite) if finite else None, state=state, updated=newest.stat().st_mtime,
+        codes=bool((record.get("spec") or {}).get("codes", False)),
     )
 
 

@@ -23,7 +23,7 @@ def runs(
     runs_dir: RunsFolder = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON")] = False,
 ) -> None:
-    """List the runs: dataset, model, epochs done of planned, best test bits/dim, and state
+    """List the runs: dataset, model, epochs done of planned, best test bits/dim (per code for codes), and state
     (finished, interrupted, running, or stopped: killed while training)."""
     found = run_files.list_runs(runs_dir)
     if as_json:
@@ -38,7 +38,7 @@ def runs(
         table.add_column(column, justify=justify, no_wrap=column in ("epochs", "state", "updated"))
     for r in found:
         model = f"{r.model} ({r.preset})" if r.preset else r.model
-        best = "-" if r.best_test_bits_per_dim is None else f"{r.best_test_bits_per_dim:.4f}"
+        best = "-" if r.best_test_bits_per_dim is None else f"{r.best_test_bits_per_dim:.4f}" + (" per code" if r.codes else "")
         state = f"[{STATE_STYLES.get(r.state, 'white')}]{r.state}[/]"
         when = datetime.fromtimestamp(r.updated).strftime("%m-%d %H:%M")
         table.add_row(r.name, r.dataset, model, f"{r.epochs_done}/{r.epochs_planned}", best, state, when)
@@ -51,17 +51,19 @@ def plot(
     output: Annotated[str, typer.Option("--output", "-o", help="PNG file to write")] = "curves.png",
     runs_dir: RunsFolder = "runs",
 ) -> None:
-    """Train and test bits/dim per epoch, and the learning rate, of one or more runs on one figure."""
+    """Train and test bits/dim (bits/code for codes) per epoch, and the learning rate, of one or more runs on one figure."""
     from ..images import check_png_target
     from ..plots import training_curves
 
     target = check_png_target(output)
-    curves = []
+    curves, kinds = [], set()
     for name in run_names:
         folder = run_files.resolve_run(name, runs_dir)
+        summary = run_files.summarize(folder)
+        kinds.add(bool(summary and summary.codes))
         metrics = run_files.read_metrics(folder)
         if not metrics:
             raise ConfigError(f"run {folder} has no finished epoch yet: nothing to plot")
         curves.append((folder.name, metrics))
-    training_curves(curves, target)
+    training_curves(curves, target, "bits/code" if kinds == {True} else "bits/dim, bits/code" if len(kinds) > 1 else "bits/dim")
     common.out.print(f"wrote the curves of {len(curves)} run{'s' if len(curves) > 1 else ''} to {target}")

@@ -17,10 +17,12 @@ class CurvesFigure(Callback):
 
     def __init__(self) -> None:
         self.run_dir: Path | None = None
+        self.unit = "bits/dim"
         self.failed = False
 
     def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
         self.run_dir = info.run_dir
+        self.unit = "bits/code" if info.spec.codes else "bits/dim"
 
     def on_epoch_end(self, metrics: EpochMetrics) -> None:
         if self.run_dir is None or self.failed:
@@ -28,7 +30,7 @@ class CurvesFigure(Callback):
         from ..plots import training_curves
 
         try:
-            training_curves([(self.run_dir.name, read_metrics(self.run_dir))], self.run_dir / "curves.png")
+            training_curves([(self.run_dir.name, read_metrics(self.run_dir))], self.run_dir / "curves.png", self.unit)
         except Exception as error:  # matplotlib or the disk: the run matters more than its picture
             self.failed = True
             warnings.warn(f"could not draw {self.run_dir / 'curves.png'} ({error}); training goes on", stacklevel=2)
