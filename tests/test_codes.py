@@ -172,7 +172,7 @@ def test_train_eval_score_and_sample_a_prior_through_the_cli(cli, tmp_path):
     recorded = json.loads((folder / "config.json").read_text())
     assert recorded["config"]["color_levels"] == recorded["spec"]["color_levels"] == K and recorded["spec"]["codes"] is True
     listed = cli("runs", "--json")
-    assert json.loads(listed.stdout)[0]["codes"] is True and " per code " in cli("runs").stdout
+    assert json.loads(listed.stdout)[0]["codes"] is True and "/code " in cli("runs").stdout
     assert cli("plot", "prior", "-o", "curves.png").exit_code == 0 and (tmp_path / "curves.png").exists()
     evaluated = cli("eval", "-m", folder, "--json")
     record = json.loads(evaluated.stdout)

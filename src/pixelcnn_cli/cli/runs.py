@@ -33,12 +33,14 @@ def runs(
         common.out.print(f"no runs in {runs_dir}/ yet; start one with `pixelcnn train`")
         return
     table = Table(show_edge=False)
+    mixed = any(r.codes for r in found)  # then each figure says its unit: bits per dim or per code
     for column, justify in (("run", "left"), ("dataset", "left"), ("model", "left"), ("epochs", "right"),
-                            ("best test bits/dim", "right"), ("state", "left"), ("updated", "left")):
-        table.add_column(column, justify=justify, no_wrap=column in ("epochs", "state", "updated"))
+                            ("best test bits" if mixed else "best test bits/dim", "right"), ("state", "left"), ("updated", "left")):
+        table.add_column(column, justify=justify, no_wrap=column in ("epochs", "state", "updated") or column.startswith("best"))
     for r in found:
         model = f"{r.model} ({r.preset})" if r.preset else r.model
-        best = "-" if r.best_test_bits_per_dim is None else f"{r.best_test_bits_per_dim:.4f}" + (" per code" if r.codes else "")
+        unit = ("/code" if r.codes else "/dim") if mixed else ""
+        best = "-" if r.best_test_bits_per_dim is None else f"{r.best_test_bits_per_dim:.4f}{unit}"
         state = f"[{STATE_STYLES.get(r.state, 'white')}]{r.state}[/]"
         when = datetime.fromtimestamp(r.updated).strftime("%m-%d %H:%M")
         table.add_row(r.name, r.dataset, model, f"{r.epochs_done}/{r.epochs_planned}", best, state, when)
