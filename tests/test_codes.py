@@ -13,7 +13,7 @@ from conftest import TINY, one_error_line
 from pixelcnn_cli import sampling
 from pixelcnn_cli.causality import check_causality, full_view_size
 from pixelcnn_cli.config import ArchitectureConfig
-from pixelcnn_cli.contracts import ModelSpec
+from pixelcnn_cli.contracts import ModelSpec, pack_context
 from pixelcnn_cli.data.codes import Codes, CodesOptions
 from pixelcnn_cli.errors import DataError
 from pixelcnn_cli.images import code_palette
@@ -237,3 +237,89 @@ def test_inspect_masks_proves_a_fresh_prior_over_codes_causal(cli, prior, option
 def test_inspect_masks_refuses_codes_it_cannot_build(cli):
     assert "'pixelcnnpp' does not model codes" in one_error_line(cli("inspect-masks", "--model", "pixelcnnpp", "--codes", "12"))
     assert "leave --channels and --color-levels out" in one_error_line(cli("inspect-masks", "--codes", "12", "--channels", "1"))
+
+
+def conditioned(prior, classes=0, seed=0):
+    """A prior over 6x6 maps conditioned on 3x3 maps of 5 codes, its condition terms made non-zero."""
+    torch.manual_seed(seed)
+    spec = ModelSpec(1, 6, 6, K, classes, codes=True, condition_codes=5, condition_height=3, condition_width=3)
+    if prior == "gated":
+        model = GatedPixelCNN(spec, ArchitectureConfig(causal_ksize=3, hidden_ksize=3, hidden_fmaps=8, out_hidden_fmaps=8,
+                                                       hidden_layers=2))
+    else:
+        model = PixelSNAILPlugin().build(PixelSNAILOptions(nr_resnet=1, nr_filters=8, attention_blocks=2, key_size=4,
+                                                           value_size=4, dropout=0), spec)
+    for module in model.modules():  # the 1x1s start at zero (the condition adds nothing until trained)
+        if type(module).__name__ == "ConditionBias":
+            torch.nn.init.normal_(module.proj.weight, std=0.5)
+    return model.eval(), spec
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+def test_a_conditioned_prior_keeps_codes_causal_and_reads_the_condition_everywhere(prior):
+    model, spec = conditioned(prior, classes=3)
+    report = check_causality(model, spec, 6, 6)
+    assert report.future_violations == 0, report.first_violation()
+    assert report.blind_spots == 0 or prior == "gated", report.first_blind_spot()
+    x = sampling.levels_to_input(torch.randint(0, K, (1, 1, 6, 6)), K)
+    condition = torch.randint(0, 5, (1, 3, 3))
+    base = model(x, pack_context(torch.tensor([1]), condition))
+    for cell in ((0, 0), (2, 2)):  # changing one coarse cell moves outputs before and after its area
+        changed = condition.clone()
+        changed[0, cell[0], cell[1]] = (changed[0, cell[0], cell[1]] + 1) % 5
+        moved = (model(x, pack_context(torch.tensor([1]), changed)) - base).abs().amax(dim=(0, 1, 2)) > 0
+        assert moved[0, 0] and moved[-1, -1], moved  # the first and the last position both read it
+
+
+@pytest.mark.parametrize("classes", [0, 3])
+@pytest.mark.parametrize("prior", PRIORS)
+def test_both_samplers_draw_the_same_maps_given_a_condition(prior, classes):
+    model, spec = conditioned(prior, classes)
+    condition = torch.randint(0, 5, (4, 3, 3), generator=torch.Generator().manual_seed(1))
+    labels = pack_context(torch.arange(4) % classes if classes else None, condition)
+    uniforms = sampling.draw_uniforms(4, 1, 6, 6, 3)
+    naive = sampling.sample(model, spec, labels, uniforms, sampler="naive")
+    assert torch.equal(naive, sampling.sample(model, spec, labels, uniforms, sampler="cached"))
+    other = pack_context(torch.arange(4) % classes if classes else None, (condition + 1) % 5)
+    assert not torch.equal(naive, sampling.sample(model, spec, other, uniforms, sampler="cached"))  # it is read
+
+
+def test_condition_maps_load_train_evaluate_and_score(cli, tmp_path):
+    codes = maps(60)
+    condition = codes[:, ::2, ::2] % 5  # a coarser 3x3 map of 5 codes
+    np.savez(tmp_path / "bottom.npz", codes=codes, condition=condition)
+    data = load(path=str(tmp_path / "bottom.npz"))
+    assert (data.condition_codes, data.condition_height, data.condition_width) == (5, 3, 3)
+    item, context = data.test[0]
+    assert context.shape == (10,) and torch.equal(context[1:].view(3, 3), torch.from_numpy(condition[data.test.indices[0]]).long())
+    for model in ("gated", "pixelsnail"):
+        options = TINY if model == "gated" else ["--model-option", "nr_filters=8", "--model-option", "attention_blocks=1",
+                                                 "--model-option", "nr_resnet=1", "--model-option", "key_size=4"]
+        trained = cli("train", "--dataset", "codes", "--dataset-option", f"path={tmp_path / 'bottom.npz'}", "--model", model,
+                      *options, "--epochs", "1", "--batch-size", "8", "--epoch-samples", "3", "--device", "cpu",
+                      "--run-name", model)
+        assert trained.exit_code == 0, trained.stderr
+        folder = tmp_path / "runs" / model
+        assert json.loads((folder / "config.json").read_text())["spec"]["condition_codes"] == 5
+        assert (folder / "samples" / "epoch_001.png").exists()  # drawn given the first test maps' conditions
+        record = json.loads(cli("eval", "-m", folder, "--json").stdout)
+        assert 0 < record["bits_per_code"] < 2 * np.log2(K)
+        assert cli("score", "-m", folder, "-o", f"{model}.csv").exit_code == 0
+        assert len((tmp_path / f"{model}.csv").read_text().splitlines()) == 1 + len(data.test)
+    assert "does not take condition maps yet" in one_error_line(cli("sample", "-m", tmp_path / "runs" / "gated"))
+    assert "not yet for a prior conditioned" in one_error_line(cli("score", "-m", tmp_path / "runs" / "gated", "--label", "0"))
+
+
+def test_condition_maps_meet_clear_errors(tmp_path):
+    np.savez(tmp_path / "big.npz", codes=maps(10), condition=np.zeros((10, 8, 8), np.int16))
+    with pytest.raises(DataError, match="larger than the 6x6 maps"):
+        load(path=str(tmp_path / "big.npz"))
+    np.savez(tmp_path / "few.npz", codes=maps(10), condition=np.zeros((9, 3, 3), np.int16))
+    with pytest.raises(DataError, match="9 condition maps for 10 maps"):
+        load(path=str(tmp_path / "few.npz"))
+    np.savez(tmp_path / "float.npz", codes=maps(10), condition=np.zeros((10, 3, 3)))
+    with pytest.raises(DataError, match="condition maps must be N x h x w integers"):
+        load(path=str(tmp_path / "float.npz"))
+    np.savez(tmp_path / "c.npz", codes=maps(10), condition=np.full((10, 3, 3), 7))
+    with pytest.raises(DataError, match="outside 0..3"):
+        load(path=str(tmp_path / "c.npz"), condition_codes=4)

@@ -66,6 +66,11 @@ def build_data(dataset: str, data_dir: str | Path, download: bool, options: dict
                         "codes come as one channel of at least 2 codes")
     if data.channels not in (1, 3):
         raise DataError(f"dataset {dataset!r} has {data.channels} channels; pixelcnn models 1 (grey) or 3 (RGB)")
+    if data.condition_codes and not (data.codes and data.condition_codes >= 2 and 1 <= data.condition_height <= data.height
+                                     and 1 <= data.condition_width <= data.width):
+        raise DataError(f"dataset {dataset!r} declares {data.condition_height}x{data.condition_width} condition maps of "
+                        f"{data.condition_codes} codes for {data.height}x{data.width} data; condition maps go with codes, "
+                        "at least 2 codes, no larger than the data")
     return data
 
 
@@ -118,16 +123,22 @@ def _call_plugin(reg: registry.Registry, name: str, call: Callable[[], Any]) -> 
 
 
 def check_takes_codes(name: str, spec: ModelSpec) -> None:
-    """Codes go only to a model plugin that says it models them (``takes_codes``)."""
-    if spec.codes and not _takes_codes(name):
-        takers = [n for n in registry.models.names() if _takes_codes(n)]
+    """Codes go only to a model plugin that says it models them (``takes_codes``), condition maps
+    only to one that says it reads them (``takes_condition``)."""
+    if spec.codes and not _declares(name, "takes_codes"):
+        takers = [n for n in registry.models.names() if _declares(n, "takes_codes")]
         raise ConfigError(f"model {name!r} does not model codes (the data are {spec.color_levels} codes); "
                           f"models that do: {', '.join(takers) or 'none installed'}")
+    if spec.condition_codes and not _declares(name, "takes_condition"):
+        takers = [n for n in registry.models.names() if _declares(n, "takes_condition")]
+        raise ConfigError(f"model {name!r} reads no condition maps (the data have {spec.condition_height}x"
+                          f"{spec.condition_width} maps of {spec.condition_codes} codes); models that do: "
+                          f"{', '.join(takers) or 'none installed'}")
 
 
-def _takes_codes(name: str) -> bool:
+def _declares(name: str, attribute: str) -> bool:
     try:
-        return getattr(registry.models.get(name), "takes_codes", False) is True
+        return getattr(registry.models.get(name), attribute, False) is True
     except PixelCNNError:  # a plugin that does not load takes nothing
         return False
 
@@ -168,6 +179,9 @@ def spec_for(config: TrainConfig, data: ImageData) -> ModelSpec:
         num_classes=0 if config.unconditional else data.num_classes,
         class_names=None if config.unconditional else data.classes,
         codes=bool(data.codes),
+        condition_codes=data.condition_codes,
+        condition_height=data.condition_height,
+        condition_width=data.condition_width,
     )
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .config import MIN_CHECK_SIZE
-from .contracts import ModelSpec
+from .contracts import ModelSpec, pack_context
 from .likelihood import level_logits
 
 
@@ -151,8 +151,11 @@ def check_causality(
         x = (torch.rand(1, c, height, width, generator=generator) * 2 - 1).to(device)
         level_weights = torch.randn(spec.color_levels, generator=generator).to(device)
         label = torch.randint(max(spec.num_classes, 1), (1,), generator=generator).to(device)
-        _trial(model, spec, x, label if spec.num_classes else None, level_weights, depends, chunk, memory_budget,
-               batched)
+        condition = torch.randint(max(spec.condition_codes, 1), (1, spec.condition_height, spec.condition_width),
+                                  generator=generator).to(device)
+        # a random class and condition map per trial (the condition is not an input the check differentiates)
+        context = pack_context(label if spec.num_classes else None, condition if spec.condition_codes else None)
+        _trial(model, spec, x, context, level_weights, depends, chunk, memory_budget, batched)
     return CausalityReport(c, height, width, depends)
 
 
@@ -222,7 +225,7 @@ def _copies_view(model: nn.Module, x: torch.Tensor, label: torch.Tensor | None, 
     """The same as :func:`_batched_view`, one copy of the input per output (for any model's ops)."""
     b, (_, c, h, w) = len(outputs), x.shape
     xb = x.expand(b, -1, -1, -1).clone().requires_grad_(True)
-    logits = level_logits(model, model(xb, None if label is None else label.expand(b)), xb)  # (b, L, C, H, W)
+    logits = level_logits(model, model(xb, None if label is None else label.expand(b, *label.shape[1:])), xb)  # (b, L, C, H, W)
     if not logits.requires_grad:
         return torch.zeros(b, c * h * w, dtype=torch.bool)
     channel, row, col = _picked(outputs, c, w)

@@ -90,6 +90,12 @@ class ImageData:
     train: Dataset
     test: Dataset
     codes: int = 0  # K > 0: the values are K unordered codes (channels 1, integer items), not pixels
+    # > 0: every example comes with a condition map of this many codes, condition_height x
+    # condition_width (coarser than the data or the same size); its items' labels are then
+    # packed contexts (:func:`pack_context`)
+    condition_codes: int = 0
+    condition_height: int = 0
+    condition_width: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -107,6 +113,42 @@ class ModelSpec:
     num_classes: int = 0  # 0: unconditional
     class_names: list[str] | None = field(default=None, compare=False)
     codes: bool = False  # the values are color_levels unordered codes (channels 1), not pixel levels
+    condition_codes: int = 0  # > 0: conditioned on a map of this many codes (ImageData's fields)
+    condition_height: int = 0
+    condition_width: int = 0
+
+    @property
+    def takes_labels(self) -> bool:
+        """Whether the model is given ``labels``: classes, a condition map, or both (a context)."""
+        return bool(self.num_classes or self.condition_codes)
+
+
+def pack_context(classes: torch.Tensor | None, condition: torch.Tensor | None) -> torch.Tensor | None:
+    """What an example is conditioned on, as the one ``labels`` tensor every command moves,
+    slices and batches: ``classes`` (``B``) alone, or with a condition map (``B x h x w``) the
+    packed ``B x (1 + h * w)``: the class (0 without classes), then the map in raster order."""
+    if condition is None:
+        return classes
+    condition = condition.reshape(condition.shape[0], -1).long()
+    if classes is None:
+        classes = torch.zeros(condition.shape[0], dtype=torch.long, device=condition.device)
+    return torch.cat([classes.long().reshape(-1, 1), condition], dim=1)
+
+
+def split_context(labels: torch.Tensor | None, spec: ModelSpec) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``labels`` (:func:`pack_context`) back into the classes (``B``, or ``None`` for a model
+    without classes) and the condition map (``B x h x w``, or ``None``)."""
+    if labels is None or not spec.condition_codes:
+        return (labels if spec.num_classes else None), None
+    condition = labels[:, 1:].reshape(-1, spec.condition_height, spec.condition_width)
+    return (labels[:, 0] if spec.num_classes else None), condition
+
+
+def with_classes(labels: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """``labels`` with their classes replaced by ``classes`` (``B``), any condition map kept."""
+    if labels.ndim == 1:
+        return classes.to(labels)
+    return torch.cat([classes.to(labels).reshape(-1, 1), labels[:, 1:]], dim=1)
 
 
 @runtime_checkable

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .building import resolve_device
-from .contracts import ModelSpec
+from .contracts import ModelSpec, pack_context
 from .errors import ConfigError, PixelCNNError, TrainingError
 
 T = TypeVar("T")
@@ -279,7 +279,9 @@ def ready_for_ddp(model: nn.Module, spec: ModelSpec, device: torch.device) -> bo
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             x = torch.zeros(2, spec.channels, spec.height, spec.width, device=device)
             x = x.contiguous(memory_format=torch.channels_last)
-            labels = torch.zeros(2, dtype=torch.long, device=device) if spec.num_classes else None
+            condition = torch.zeros(2, spec.condition_height, spec.condition_width, dtype=torch.long, device=device)
+            labels = pack_context(torch.zeros(2, dtype=torch.long, device=device) if spec.num_classes else None,
+                                  condition if spec.condition_codes else None)
             out = model(x, labels)
             grads = torch.autograd.grad(out.float().sum(), params, allow_unused=True)
     finally:

@@ -77,7 +77,7 @@ def evaluate(
     try:
         for i, (images, labels) in enumerate(loader):
             images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True) if spec.num_classes else None
+            labels = labels.to(device, non_blocking=True) if spec.takes_labels else None
             total_nats += nll_terms(model, images, labels, spec, tf32).sum(dtype=torch.float64)
             count += images.shape[0]
             dims = images[0].numel()  # the data's own size, which may differ from training

@@ -133,8 +133,11 @@ def _check(spec: ModelSpec, labels: torch.Tensor | None, uniforms: torch.Tensor,
         raise PixelCNNError(f"--temperature: must be a positive number; got {temperature}")
     if uniforms.dim() != 4 or uniforms.shape[1] != spec.channels:
         raise PixelCNNError(f"uniforms must be N x {spec.channels} x H x W; got {tuple(uniforms.shape)}")
-    if labels is not None and labels.shape != (uniforms.shape[0],):
-        raise PixelCNNError(f"labels must hold one class per image ({uniforms.shape[0]}); got {tuple(labels.shape)}")
+    # a conditioned model's labels are packed contexts: the class, then the h x w condition map
+    shape = (uniforms.shape[0],) if not spec.condition_codes else (uniforms.shape[0], 1 + spec.condition_height * spec.condition_width)
+    if (labels is None and spec.condition_codes) or (labels is not None and labels.shape != shape):
+        got = None if labels is None else tuple(labels.shape)
+        raise PixelCNNError(f"labels must be {'None' if not spec.takes_labels else shape} for this model ({uniforms.shape[0]} images); got {got}")
 
 
 def _start(model: nn.Module, spec: ModelSpec, labels, uniforms, known, keep_rows):

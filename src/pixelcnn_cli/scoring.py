@@ -48,6 +48,9 @@ def label_mode(spec: ModelSpec, label: int | None, marginal: bool, has_labels: b
         label = None
     if label is not None and marginal:
         raise ConfigError("--label and --marginal: give one or the other")
+    if spec.condition_codes and (label is not None or marginal):  # the map's own class and condition only, for now
+        raise ConfigError(f"{'--label' if label is not None else '--marginal'}: not yet for a prior conditioned on maps; "
+                          "score scores each map with its own class and condition")
     if not spec.num_classes:
         if label is not None or marginal:
             raise ConfigError(f"{'--label' if label is not None else '--marginal'}: the model is unconditional (no classes)")

@@ -176,7 +176,8 @@ def test_train_sample_and_eval_on_your_own_pictures(pets, tmp_path):
     assert result.exit_code == 0, result.stderr + result.stdout
     run = tmp_path / "runs" / "pets"
     saved = json.loads((run / "config.json").read_text())
-    assert saved["spec"] == {"channels": 3, "height": 8, "width": 8, "color_levels": 4, "num_classes": 2, "class_names": ["cats", "dogs"], "codes": False}
+    assert saved["spec"] == {"channels": 3, "height": 8, "width": 8, "color_levels": 4, "num_classes": 2, "class_names": ["cats", "dogs"], "codes": False,
+                             "condition_codes": 0, "condition_height": 0, "condition_width": 0}
     assert saved["plugins"]["dataset"] == {"name": "imagefolder", "distribution": "pixelcnn-imagefolder", "version": "0.1.0"}
 
     checkpoint = run / "checkpoints" / "best.pt"

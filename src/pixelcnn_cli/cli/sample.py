@@ -91,6 +91,9 @@ def sample(
 
     target, movie = _targets(options.output_fname, animate)  # before minutes of sampling, not after
     model, spec, train_config, path, torch_device = load_model(options.model_path, runs_dir, options.device)
+    if spec.condition_codes:  # its contexts need condition maps, which sample does not read yet (issue 19)
+        raise ConfigError(f"{path}: the prior is conditioned on {spec.condition_height}x{spec.condition_width} maps of "
+                          f"{spec.condition_codes} codes; sample does not take condition maps yet (train, eval and score do)")
     job = _Job(model, spec, options.height or spec.height, options.width or spec.width, options, sampler, tf32,
                scale, target)
     seed_everything(options.seed)

@@ -5,6 +5,12 @@
 The test maps are ``test_path`` (the same layout), or else a seeded ``test_fraction`` of ``path``.
 ``K`` is ``num_codes`` (the option, then the file's), else the largest code + 1.
 
+A **condition** map per example (a hierarchical prior's coarser level, VQ-VAE-2's top map for its
+bottom prior) is the ``condition`` array of the ``.npz`` (or the ``condition`` / ``test_condition``
+options, ``.npy`` files): ``N x h x w`` integers, ``h <= H`` and ``w <= W``, of
+``condition_codes`` codes (the option, the file's, else the largest + 1). Items then carry the
+class and the map packed as one ``labels`` tensor (:func:`~pixelcnn_cli.contracts.pack_context`).
+
 Arrays are memory-mapped (``.npy``, and ``.npz`` members stored without compression, as
 ``np.savez`` writes them), so opening a million maps reads them once to check their codes and
 keeps none in memory; a batch reads only its maps. A compressed ``.npz`` (``np.savez_compressed``)
@@ -22,7 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import Dataset
 
-from ..contracts import BatchedItems, ImageData
+from ..contracts import BatchedItems, ImageData, pack_context
 from ..errors import DataError
 
 CHUNK_BYTES = 64 * 2**20  # the code check reads this much at a time
@@ -37,15 +43,20 @@ class CodesOptions(BaseModel):
     labels_path: Optional[str] = Field(None, description="A .npy of N class numbers for a .npy path (an .npz holds its own 'labels')")
     test_labels_path: Optional[str] = Field(None, description="The same for a .npy test_path")
     num_codes: Optional[int] = Field(None, ge=2, le=MAX_CODES, description="The codebook size K [default: the file's num_codes, else the largest code + 1]")
+    condition: Optional[str] = Field(None, description="A .npy of N x h x w condition codes for a .npy path (an .npz holds its own 'condition')")
+    test_condition: Optional[str] = Field(None, description="The same for a .npy test_path")
+    condition_codes: Optional[int] = Field(None, ge=2, le=MAX_CODES, description="The condition's codebook size [default: the file's condition_codes, else the largest + 1]")
     test_fraction: float = Field(0.1, gt=0, lt=1, description="Without test_path: the share of path held out as the test split")
     split_seed: int = Field(0, description="Without test_path: the seed of the split")
 
 
 class CodeMaps(Dataset):
-    """Maps ``maps[indices]`` (``None``: all) as ``(long 1 x H x W, label)`` items; a batch in one read."""
+    """Maps ``maps[indices]`` (``None``: all) as ``(long 1 x H x W, label)`` items; a batch in one
+    read. With ``condition`` maps, an item's label is its packed context (class, then the map)."""
 
-    def __init__(self, maps: np.ndarray, labels: np.ndarray | None, indices: np.ndarray | None = None):
-        self.maps, self.labels, self.indices = maps, labels, indices
+    def __init__(self, maps: np.ndarray, labels: np.ndarray | None, indices: np.ndarray | None = None,
+                 condition: np.ndarray | None = None):
+        self.maps, self.labels, self.indices, self.condition = maps, labels, indices, condition
 
     def __len__(self) -> int:
         return len(self.maps) if self.indices is None else len(self.indices)
@@ -53,16 +64,18 @@ class CodeMaps(Dataset):
     def _rows(self, index: Any) -> Any:
         return index if self.indices is None else self.indices[index]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        row = self._rows(index)
-        label = int(self.labels[row]) if self.labels is not None else 0
-        return torch.from_numpy(np.asarray(self.maps[row], dtype=np.int64))[None], label
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        batch = self.__getitems__([index])
+        label = batch.labels[0]
+        return batch.images[0], (int(label) if label.ndim == 0 else label)
 
     def __getitems__(self, indices: list[int]) -> BatchedItems:
         rows = self._rows(np.asarray(indices, dtype=np.int64))
         maps = torch.from_numpy(np.asarray(self.maps[rows], dtype=np.int64))[:, None]
         labels = torch.from_numpy(np.asarray(self.labels[rows], dtype=np.int64)) if self.labels is not None \
             else torch.zeros(len(rows), dtype=torch.long)
+        if self.condition is not None:
+            labels = pack_context(labels, torch.from_numpy(np.asarray(self.condition[rows], dtype=np.int64)))
         return BatchedItems(maps, labels)
 
 
@@ -154,68 +167,111 @@ def _labels(path: Path, labels_path: str | None, count: int) -> np.ndarray | Non
     return labels
 
 
-def _file_codes(path: Path) -> int | None:
-    """The ``num_codes`` an .npz records, if any."""
+def _file_codes(path: Path, name: str = "num_codes") -> int | None:
+    """The codebook size an .npz records (``num_codes``, ``condition_codes``), if any."""
     if path.suffix != ".npz":
         return None
-    value = _open(path, "num_codes", required=False)
+    value = _open(path, name, required=False)
     if value is None:
         return None
     if value.shape not in ((), (1,)) or not np.issubdtype(value.dtype, np.integer):
-        raise DataError(f"codes: {_where(path, 'num_codes')} must be one integer")
+        raise DataError(f"codes: {_where(path, name)} must be one integer")
     return int(value.reshape(()))
+
+
+def _condition(path: Path, condition_path: str | None, maps: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The condition maps of ``maps`` (the .npz's ``condition``, or the .npy ``condition_path``), checked."""
+    if path.suffix == ".npz":
+        if condition_path is not None:
+            raise DataError("codes: condition is for a .npy path; an .npz holds its own 'condition'")
+        condition, where = _open(path, "condition", required=False), _where(path, "condition")
+    elif condition_path is not None:
+        condition, where = _open(Path(condition_path).expanduser(), "condition"), condition_path
+    else:
+        return None, ""
+    if condition is None:
+        return None, ""
+    if not np.issubdtype(condition.dtype, np.integer) or condition.ndim != 3:
+        raise DataError(f"codes: {where} is {condition.dtype} shaped {condition.shape}; condition maps must be N x h x w integers")
+    if len(condition) != len(maps):
+        raise DataError(f"codes: {where} has {len(condition)} condition maps for {len(maps)} maps")
+    if condition.shape[1] > maps.shape[1] or condition.shape[2] > maps.shape[2]:
+        raise DataError(f"codes: {where} holds {condition.shape[1]}x{condition.shape[2]} condition maps, larger than the "
+                        f"{maps.shape[1]}x{maps.shape[2]} maps; a condition is coarser or the same size")
+    return condition, where
+
+
+def _count(declared: int | None, arrays: list[tuple[str, np.ndarray]], option: str) -> int:
+    """K: asked, recorded or seen; every code of every array must lie in 0 .. K-1."""
+    ranges = [(where, *_code_range(m)) for where, m in arrays]
+    for where, low, high in ranges:
+        if low < 0:
+            raise DataError(f"codes: {where} holds a negative code ({low}); codes run from 0 to K-1")
+        if declared is not None and high >= declared:
+            raise DataError(f"codes: {where} holds code {high}, outside 0..{declared - 1} ({option} {declared})")
+    count = declared or 1 + max(high for _, _, high in ranges)
+    if not 2 <= count <= MAX_CODES:
+        raise DataError(f"codes: {count} codes; pixelcnn models 2 to {MAX_CODES}")
+    return count
+
+
+class _Split:
+    """One file's maps, labels and condition maps, checked."""
+
+    def __init__(self, path: Path, labels_path: str | None, condition_path: str | None):
+        self.path = path
+        self.maps = _checked_maps(path)
+        self.labels = _labels(path, labels_path, len(self.maps))
+        self.condition, self.condition_where = _condition(path, condition_path, self.maps)
+
+    def agrees_with(self, train: "_Split") -> None:
+        """A test file must hold what the training file holds, shaped alike."""
+        mine, theirs = _where(self.path, "codes"), _where(train.path, "codes")
+        if self.maps.shape[1:] != train.maps.shape[1:]:
+            raise DataError(f"codes: {mine} holds {self.maps.shape[1]}x{self.maps.shape[2]} "
+                            f"maps, {theirs} {train.maps.shape[1]}x{train.maps.shape[2]}")
+        for what, a, b in (("labels", self.labels, train.labels), ("condition maps", self.condition, train.condition)):
+            if (a is None) != (b is None):
+                raise DataError(f"codes: only {train.path if a is None else self.path} has {what}")
+        if self.condition is not None and self.condition.shape[1:] != train.condition.shape[1:]:
+            raise DataError(f"codes: {self.condition_where} holds {self.condition.shape[1]}x{self.condition.shape[2]} "
+                            f"condition maps, {train.condition_where} {train.condition.shape[1]}x{train.condition.shape[2]}")
 
 
 class Codes:
     name = "codes"
-    description = "integer code maps (a VQ-VAE's) from .npy/.npz files, memory-mapped"
+    description = "integer code maps (a VQ-VAE's) from .npy/.npz files, memory-mapped, with optional condition maps"
     options_model = CodesOptions
 
     def load(self, data_dir: Path, download: bool, options: CodesOptions | None = None) -> ImageData:
         if options is None:
             raise DataError("codes: give the maps with --dataset-option path=FILE.npy (or .npz)")
         path = Path(options.path).expanduser()
-        maps = _checked_maps(path)
-        labels = _labels(path, options.labels_path, len(maps))
-        splits = [(path, maps, labels)]
+        splits = [_Split(path, options.labels_path, options.condition)]
         if options.test_path is not None:
-            test_path = Path(options.test_path).expanduser()
-            test_maps = _checked_maps(test_path)
-            if test_maps.shape[1:] != maps.shape[1:]:
-                raise DataError(f"codes: {_where(test_path, 'codes')} holds {test_maps.shape[1]}x{test_maps.shape[2]} "
-                                f"maps, {_where(path, 'codes')} {maps.shape[1]}x{maps.shape[2]}")
-            test_labels = _labels(test_path, options.test_labels_path, len(test_maps))
-            if (labels is None) != (test_labels is None):
-                raise DataError(f"codes: {'only ' + str(path) if test_labels is None else 'only ' + str(test_path)} has labels")
-            splits.append((test_path, test_maps, test_labels))
-        count = self._count(options, splits)
+            splits.append(_Split(Path(options.test_path).expanduser(), options.test_labels_path, options.test_condition))
+            splits[1].agrees_with(splits[0])
+        first = splits[0]
+        count = _count(options.num_codes or _file_codes(path), [(_where(s.path, "codes"), s.maps) for s in splits],
+                       "num_codes")
+        condition_count, (h, w) = 0, (0, 0)
+        if first.condition is not None:
+            condition_count = _count(options.condition_codes or _file_codes(path, "condition_codes"),
+                                     [(s.condition_where, s.condition) for s in splits], "condition_codes")
+            h, w = first.condition.shape[1:]
         classes = None
-        if labels is not None:
-            classes = [str(i) for i in range(1 + max(int(s[2].max()) for s in splits if len(s[2])))]
+        if first.labels is not None:
+            classes = [str(i) for i in range(1 + max(int(s.labels.max()) for s in splits if len(s.labels)))]
         if options.test_path is not None:
-            train, test = CodeMaps(maps, labels), CodeMaps(splits[1][1], splits[1][2])
+            train, test = (CodeMaps(s.maps, s.labels, condition=s.condition) for s in splits)
         else:
-            train, test = _split(maps, labels, options.test_fraction, options.split_seed)
-        return ImageData(1, maps.shape[1], maps.shape[2], classes, train, test, codes=count)
-
-    @staticmethod
-    def _count(options: CodesOptions, splits: list) -> int:
-        """K: asked, recorded or seen; every code of every split must lie in 0 .. K-1."""
-        declared = options.num_codes or _file_codes(splits[0][0])
-        ranges = [(_where(p, "codes"), *_code_range(m)) for p, m, _ in splits]
-        for where, low, high in ranges:
-            if low < 0:
-                raise DataError(f"codes: {where} holds a negative code ({low}); codes run from 0 to K-1")
-            if declared is not None and high >= declared:
-                raise DataError(f"codes: {where} holds code {high}, outside 0..{declared - 1} (num_codes {declared})")
-        count = declared or 1 + max(high for _, _, high in ranges)
-        if not 2 <= count <= MAX_CODES:
-            raise DataError(f"codes: {count} codes; pixelcnn models 2 to {MAX_CODES}")
-        return count
+            train, test = _split(first, options.test_fraction, options.split_seed)
+        return ImageData(1, first.maps.shape[1], first.maps.shape[2], classes, train, test, codes=count,
+                         condition_codes=condition_count, condition_height=h, condition_width=w)
 
 
-def _split(maps: np.ndarray, labels: np.ndarray | None, fraction: float, seed: int) -> tuple[CodeMaps, CodeMaps]:
-    order = np.random.default_rng(seed).permutation(len(maps))
-    held = max(1, round(len(maps) * fraction)) if len(maps) > 1 else 0
+def _split(whole: _Split, fraction: float, seed: int) -> tuple[CodeMaps, CodeMaps]:
+    order = np.random.default_rng(seed).permutation(len(whole.maps))
+    held = max(1, round(len(whole.maps) * fraction)) if len(whole.maps) > 1 else 0
     test, train = np.sort(order[:held]), np.sort(order[held:])
-    return CodeMaps(maps, labels, train), CodeMaps(maps, labels, test)
+    return (CodeMaps(whole.maps, whole.labels, rows, whole.condition) for rows in (train, test))

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .condition import ConditionBias, condition_bias
 from .shifts import concat_elu, elu
 
 Nonlinearity = Literal["concat_elu", "elu"]
@@ -58,7 +59,7 @@ class GatedResnet(nn.Module):
     ``conv(in_channels, out_channels)`` makes each convolution (a shifted one, or :func:`nin`)."""
 
     def __init__(self, nr_filters: int, conv, aux_channels: int = 0, num_classes: int = 0,
-                 dropout: float = 0.5, nonlinearity: Nonlinearity = "concat_elu"):
+                 dropout: float = 0.5, nonlinearity: Nonlinearity = "concat_elu", condition_dim: int = 0):
         super().__init__()
         self.nonlinearity = nonlinearity
         width = 2 if nonlinearity == "concat_elu" else 1  # concat_elu doubles the channels
@@ -78,11 +79,14 @@ class GatedResnet(nn.Module):
         self.label_bias = nn.Embedding(num_classes, 2 * nr_filters) if num_classes else None
         if self.label_bias is not None:
             nn.init.zeros_(self.label_bias.weight)
+        # a condition map's features (models/condition.py), added where the class bias is
+        self.condition_bias = ConditionBias(condition_dim, 2 * nr_filters) if condition_dim else None
 
     def act(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
         return concat_elu(x, dim) if self.nonlinearity == "concat_elu" else elu(x)
 
-    def forward(self, x: torch.Tensor, aux: torch.Tensor | None = None, labels: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, aux: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                condition: torch.Tensor | None = None):
         c = self.conv_in(self.act(x))
         if self.nin_aux is not None:
             c = c + self.nin_aux(self.act(aux))
@@ -90,6 +94,7 @@ class GatedResnet(nn.Module):
         c = self.conv_out(c)
         if self.label_bias is not None:
             c = c + self.label_bias(labels)[:, :, None, None]
+        c = c + condition_bias(self.condition_bias, condition)
         a, b = c.chunk(2, dim=1)
         return x + a * torch.sigmoid(b)
 

@@ -124,7 +124,8 @@ def fixed_random_numbers(device: torch.device, seed: int = 0) -> Iterator[None]:
         yield
 
 
-def init_from_batch(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, scales: dict[nn.Module, float]) -> None:
+def init_from_batch(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, scales: dict[nn.Module, float],
+                    *extra: torch.Tensor) -> None:
     """:func:`data_init` of ``net`` on the batch ``x``, the pass run in train mode, dropout on, as
     openai/pixel-cnn's init pass does (the layers are then scaled for the training steps that
     follow), with dropout drawn from a fixed seed so the init depends on ``x`` and the weights only."""
@@ -132,6 +133,6 @@ def init_from_batch(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | None
     net.train()
     try:
         with fixed_random_numbers(x.device):
-            data_init(lambda: net(x, labels), scales)
+            data_init(lambda: net(x, labels, *extra), scales)
     finally:
         net.train(was_training)

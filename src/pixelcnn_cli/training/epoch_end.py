@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..contracts import ModelSpec
+from ..contracts import ModelSpec, with_classes
 from ..evaluation import evaluate
 from ..images import save_levels_grid
 from ..sampling import draw_uniforms, sample
@@ -26,9 +26,20 @@ class _Abandon(Exception):
     """Evaluation or sampling is left because a stop was requested."""
 
 
-def epoch_labels(count: int, spec: ModelSpec) -> torch.Tensor | None:
-    """Labels for the per-epoch grid: classes in turn, so every class shows."""
-    return torch.arange(count) % spec.num_classes if spec.num_classes else None
+def epoch_labels(count: int, spec: ModelSpec, test_loader=None) -> torch.Tensor | None:
+    """Labels for the per-epoch grid: classes in turn, so every class shows; a conditioned model's
+    are the contexts (class and condition map) of the first test maps, repeated to ``count``."""
+    classes = torch.arange(count) % spec.num_classes if spec.num_classes else None
+    if not spec.condition_codes or test_loader is None:
+        return classes
+    gathered, contexts = 0, []
+    for _, labels in test_loader:  # the first test maps' contexts, enough for the grid
+        contexts.append(labels)
+        gathered += len(labels)
+        if gathered >= count:
+            break
+    contexts = torch.cat(contexts)[torch.arange(count) % gathered]
+    return contexts if classes is None else with_classes(contexts, classes)
 
 
 def evaluate_and_sample(model: nn.Module, test_loader, spec: ModelSpec, device: torch.device, config: TrainConfig,
@@ -53,7 +64,7 @@ def evaluate_and_sample(model: nn.Module, test_loader, spec: ModelSpec, device: 
         if config.epoch_samples:
             uniforms = draw_uniforms(config.epoch_samples, spec.channels, spec.height, spec.width,
                                      None if config.seed is None else config.seed + epoch)
-            levels = sample(model, spec, epoch_labels(config.epoch_samples, spec), uniforms, on_step=on_sampling)
+            levels = sample(model, spec, epoch_labels(config.epoch_samples, spec, test_loader), uniforms, on_step=on_sampling)
             target = run_dir / "samples" / f"epoch_{epoch:03d}.png"
             with writing(target):
                 samples_path = str(save_levels_grid(levels, spec.color_levels, target, codes=spec.codes))

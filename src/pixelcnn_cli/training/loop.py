@@ -182,7 +182,7 @@ class _Run:
         """One optimiser step on a batch; returns its mean loss (nats/dim, on the device)."""
         cfg, device, spec = self.config, self.device, self.parts.spec
         images = images.to(device, non_blocking=self.pin)
-        labels = labels.to(device, non_blocking=self.pin) if spec.num_classes else None
+        labels = labels.to(device, non_blocking=self.pin) if spec.takes_labels else None
         levels = data_levels(images, spec.color_levels, spec.codes)
         x = levels_to_input(levels, spec.color_levels)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):

@@ -130,12 +130,14 @@ def resumed_state(point: ResumePoint, config: TrainConfig, budget: Budget) -> Ru
     return state
 
 
-SPEC_KEYS = ("channels", "height", "width", "color_levels", "num_classes")
+SPEC_KEYS = ("channels", "height", "width", "color_levels", "num_classes", "condition_codes", "condition_height",
+             "condition_width")
 
 
 def check_resume_spec(point: ResumePoint, spec: ModelSpec) -> None:
     """The data must still give what the run was trained on."""
-    saved = point.checkpoint["spec"]
+    # a key newer than the checkpoint (the condition's) has its default there
+    saved = {**{k: getattr(ModelSpec(1, 1, 1, 2), k) for k in SPEC_KEYS[5:]}, **point.checkpoint["spec"]}
     if any(saved.get(k) != getattr(spec, k) for k in SPEC_KEYS):
         now = ", ".join(f"{k} {getattr(spec, k)}" for k in SPEC_KEYS)
         was = ", ".join(f"{k} {saved.get(k)}" for k in SPEC_KEYS)

@@ -128,7 +128,7 @@ def init_from_data(model: nn.Module, train_set: Any, spec: ModelSpec, device: to
     images, labels = collate([train_set[i] for i in range(min(INIT_IMAGES, len(train_set)))])
     x = levels_to_input(data_levels(images, spec.color_levels, spec.codes), spec.color_levels).to(device)
     x = x.contiguous(memory_format=torch.channels_last)
-    model.data_init(x, labels.to(device) if spec.num_classes else None)
+    model.data_init(x, labels.to(device) if spec.takes_labels else None)
     distributed.broadcast_weights(ctx, model)
 
 

@@ -47,7 +47,8 @@ from .layers import GatedBlock, OutputHead
 class _Layer:
     """One gated block's precomputed weights and caches."""
 
-    def __init__(self, block: GatedBlock, labels: torch.Tensor | None, count: int, width: int):
+    def __init__(self, block: GatedBlock, labels: torch.Tensor | None, count: int, width: int,
+                 condition: torch.Tensor | None = None):
         v_conv, h_conv = block.v_conv, block.h_conv
         weight = v_conv.weight
         self.first = block.first
@@ -79,11 +80,19 @@ class _Layer:
             self.rs_matrix = torch.cat([res_weight, skip_weight]).t().contiguous()  # (F, 2F): residual | skip
             self.rs_bias = torch.cat([res_bias, conv_bias(skip)])
 
+        # a condition map's term per position, (B, H, W, 2F): both stacks add it where they add the label bias
+        self.condition = None
+        if block.condition_bias is not None and condition is not None:
+            self.condition = block.condition_bias(condition).detach().permute(0, 2, 3, 1).contiguous()
+        self.row = 0
+
         # caches
         self.v_rows = torch.zeros(count, self.in_channels, self.v_half + 1, width + 2 * self.v_half, device=device, dtype=dtype)
         self.h_row = torch.zeros(count, width + self.h_half, self.in_channels, device=device, dtype=dtype)
         # row 0: shift_down gives zeros above the image, so v_to_h adds only its bias
         self.row_add = self.h_constant[:, None, :].expand(count, width, two_f).contiguous()  # (B, W, 2F)
+        if self.condition is not None:
+            self.row_add += self.condition[:, 0]
 
     def end_row(self, v_in: torch.Tensor) -> torch.Tensor:
         """Feed this layer's vertical input for the finished row ``(B, Cin, W)``; returns its
@@ -95,6 +104,11 @@ class _Layer:
                       out=self.row_add)
         if self.label_bias is not None:
             v_pre = v_pre + self.label_bias
+        if self.condition is not None:
+            v_pre = v_pre + self.condition[:, self.row].transpose(1, 2)
+            if self.row + 1 < self.condition.shape[1]:
+                self.row_add += self.condition[:, self.row + 1]
+        self.row += 1
         a, b = v_pre.chunk(2, dim=1)
         return torch.tanh(a) * torch.sigmoid(b)
 
@@ -103,10 +117,12 @@ class GatedIncrementalState(IncrementalState):
     """The caches of every layer of a :class:`~.gated.GatedPixelCNN` for one sampling run."""
 
     def __init__(self, blocks: list[GatedBlock], head: OutputHead, labels: torch.Tensor | None,
-                 count: int, height: int, width: int, embed: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 count: int, height: int, width: int, embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 condition: torch.Tensor | None = None):
         self.count, self.height, self.width = count, height, width
         self.embed = embed  # codes: the rows given are codes on the input scale, read as vectors
-        self.layers = [_Layer(block, labels, count, width) for block in blocks]
+        # condition: the condition map's features (B, dim, H, W), read at every position
+        self.layers = [_Layer(block, labels, count, width, condition) for block in blocks]
         self.data_channels = head.data_channels
         self.color_levels = head.color_levels
         self.hidden_matrix = masked_weight(head.hidden)[:, :, 0, 0].t().contiguous()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...autocast import in_fp32
+from ..condition import ConditionBias, condition_bias
 from ..shifts import shift_down
 from .masks import MaskType, channel_groups, conv_mask
 
@@ -82,7 +83,7 @@ class GatedBlock(nn.Module):
     """
 
     def __init__(self, in_channels: int, fmaps: int, ksize: int, data_channels: int, num_classes: int, first: bool,
-                 residual: bool = True):
+                 residual: bool = True, condition_dim: int = 0):
         super().__init__()
         self.first = first
         self.fmaps = fmaps
@@ -91,19 +92,21 @@ class GatedBlock(nn.Module):
         # The vertical stack only holds rows above (once shifted), so any colour may read it.
         self.v_to_h = nn.Conv2d(2 * fmaps, 2 * fmaps, 1)
         self.label_bias = nn.Embedding(num_classes, 2 * fmaps) if (num_classes and not first) else None
+        # a condition map's features (models/condition.py), every block the first included
+        self.condition_bias = ConditionBias(condition_dim, 2 * fmaps) if condition_dim else None
         if not first:
             # The last block's horizontal output is never read (only its skip is), so it has no
             # residual projection: no dead parameters, and DDP needs no unused-parameter search.
             self.h_residual = masked_1x1(fmaps, fmaps, data_channels) if residual else None
             self.h_skip = masked_1x1(fmaps, fmaps, data_channels)
 
-    def bias(self, labels: torch.Tensor | None) -> torch.Tensor | float:
-        if self.label_bias is None or labels is None:
-            return 0.0
-        return self.label_bias(labels)[:, :, None, None]
+    def bias(self, labels: torch.Tensor | None, condition: torch.Tensor | None = None) -> torch.Tensor | float:
+        label = 0.0 if self.label_bias is None or labels is None else self.label_bias(labels)[:, :, None, None]
+        return label + condition_bias(self.condition_bias, condition)
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None):
-        bias = self.bias(labels)
+    def forward(self, v: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None, condition: torch.Tensor | None = None):
+        """``condition``: the condition map's features ``(B, dim, H, W)``, for a block built with ``condition_dim``."""
+        bias = self.bias(labels, condition)
         v_pre = self.v_conv(v)
         h_pre = self.h_conv(h) + self.v_to_h(shift_down(v_pre)) + bias
         v_out = gate(v_pre + bias)

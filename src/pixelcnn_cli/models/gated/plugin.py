@@ -17,8 +17,10 @@ from torch import nn
 
 from ...config import ArchitectureConfig
 from ...contracts import ModelSpec
+from ...contracts import split_context
 from ...errors import ConfigError
 from ..codes import CodeEmbedding
+from ..condition import ConditionNet
 from .incremental import GatedIncrementalState
 from .layers import GatedBlock, OutputHead
 
@@ -32,19 +34,28 @@ class GatedPixelCNN(nn.Module):
         # codes (one channel) are read through hidden_fmaps-wide vectors, one colour group
         self.embed = CodeEmbedding(spec.color_levels, arch.hidden_fmaps) if spec.codes else None
         inputs = arch.hidden_fmaps if spec.codes else c
-        blocks = [GatedBlock(inputs, arch.hidden_fmaps, arch.causal_ksize, c, spec.num_classes, first=True)]
+        # a condition map (codes only): features as wide as the feature maps, added in every block
+        dim = arch.hidden_fmaps if spec.condition_codes else 0
+        self.condition_net = ConditionNet(spec, dim) if dim else None
+        blocks = [GatedBlock(inputs, arch.hidden_fmaps, arch.causal_ksize, c, spec.num_classes, first=True, condition_dim=dim)]
         for i in range(arch.hidden_layers):
             last = i == arch.hidden_layers - 1
             blocks.append(GatedBlock(arch.hidden_fmaps, arch.hidden_fmaps, arch.hidden_ksize, c, spec.num_classes,
-                                     first=False, residual=not last))
+                                     first=False, residual=not last, condition_dim=dim))
         self.blocks = nn.ModuleList(blocks)
         self.head = OutputHead(arch.hidden_fmaps, arch.out_hidden_fmaps, c, spec.color_levels)
 
+    def condition_features(self, labels: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The classes and the condition map's features (``None`` without one) of a packed context."""
+        classes, condition = split_context(labels, self.spec)
+        return classes, (None if condition is None else self.condition_net(condition))
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         v = h = x if self.embed is None else self.embed(x)
+        classes, features = self.condition_features(labels)
         skip = 0.0
         for block in self.blocks:
-            v, h, s = block(v, h, labels)
+            v, h, s = block(v, h, classes, features)
             if s is not None:
                 skip = skip + s
         return self.head(skip)
@@ -52,7 +63,8 @@ class GatedPixelCNN(nn.Module):
     def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
         """Cached per-layer state for fast sampling (see :mod:`.incremental`); same function as
         :meth:`forward`, one pixel at a time."""
-        return GatedIncrementalState(list(self.blocks), self.head, labels, count, height, width, self.embed)
+        classes, features = self.condition_features(labels)
+        return GatedIncrementalState(list(self.blocks), self.head, classes, count, height, width, self.embed, features)
 
     @property
     def reach(self) -> int:
@@ -77,6 +89,7 @@ class GatedPixelCNNPlugin:
     name = "gated"
     options_model: type[BaseModel] = ArchitectureConfig
     takes_codes = True
+    takes_condition = True
 
     def build(self, options: ArchitectureConfig, spec: ModelSpec) -> GatedPixelCNN:
         check_architecture(options, spec)

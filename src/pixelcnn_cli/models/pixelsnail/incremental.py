@@ -49,6 +49,8 @@ class _Resnet:
         b_out = block.conv_out.bias.detach()
         label = None if block.label_bias is None else block.label_bias(labels).detach()
         self.out_bias = (b_out.expand(count, -1) if label is None else b_out + label).contiguous()
+        # a condition map: the block's 1x1 of the features, applied to the pixel's cell of them
+        self.condition = None if block.condition_bias is None else block.condition_bias.matrix()
         self.aux = None
         if block.nin_aux is not None:
             self.aux = (window_matrix(block.nin_aux.weight), block.nin_aux.bias.detach())
@@ -68,13 +70,18 @@ class _Resnet:
         rows[:, 1, q + 1] = cell
         return torch.addmm(bias, rows[:, :, q : q + 2].reshape(cell.shape[0], -1), matrix)
 
-    def __call__(self, q: int, x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
-        """The block's output at column ``q`` of the current row, ``(B, C)``, for its input cell ``x``."""
+    def __call__(self, q: int, x: torch.Tensor, aux: torch.Tensor | None = None,
+                 condition: torch.Tensor | None = None) -> torch.Tensor:
+        """The block's output at column ``q`` of the current row, ``(B, C)``, for its input cell ``x``
+        (and the condition features' cell ``condition``, ``(B, dim)``, for a conditioned block)."""
         c = self._conv(self.in_rows if self.window else None, q, self.act(x), self.b_in, self.m_in)
         if self.aux is not None:
             matrix, bias = self.aux
             c = torch.addmm(c + bias, self.act(aux), matrix)
         c = self._conv(self.mid_rows if self.window else None, q, self.act(c), self.out_bias, self.m_out)
+        if self.condition is not None and condition is not None:
+            matrix, bias = self.condition
+            c = torch.addmm(c + bias, condition, matrix)
         a, b = c.chunk(2, dim=1)
         return torch.addcmul(x, a, torch.sigmoid(b))
 
@@ -93,22 +100,23 @@ class _Attention:
         self.values = like.new_zeros(count, pixels, self.value_size)
         self.stream = like.new_zeros(count, pixels, self.q[0].shape[0] - 2)  # the stream entering, per pixel
 
-    def __call__(self, n: int, ul: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    def __call__(self, n: int, ul: torch.Tensor, position: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """The block's output at pixel ``n`` (keys and values of pixels before it cached)."""
         self.stream[:, n] = ul
         if n == 0:  # nothing before the first pixel: it attends to nothing and gets zero
             mixed = ul.new_zeros(ul.shape[0], self.value_size)
         else:
             matrix, bias = self.q
-            query = torch.addmm(bias, self.q_block(0, torch.cat([ul, position], dim=1)), matrix)
+            query = torch.addmm(bias, self.q_block(0, torch.cat([ul, position], dim=1), condition=condition), matrix)
             mixed = F.scaled_dot_product_attention(query[:, None, None], self.keys[:, None, :n],
                                                    self.values[:, None, :n])[:, 0, 0]
-        return self.out_block(0, ul, mixed)
+        return self.out_block(0, ul, mixed, condition)
 
-    def remember(self, n: int, x: torch.Tensor, position: torch.Tensor) -> None:
+    def remember(self, n: int, x: torch.Tensor, position: torch.Tensor, condition: torch.Tensor | None = None) -> None:
         """Pixel ``n`` is drawn (its input cell ``x``, ``(B, C)``): its key and value join the cache."""
         matrix, bias = self.kv
-        kv = torch.addmm(bias, self.kv_block(0, torch.cat([x, self.stream[:, n], position], dim=1)), matrix)
+        kv = torch.addmm(bias, self.kv_block(0, torch.cat([x, self.stream[:, n], position], dim=1), condition=condition),
+                         matrix)
         self.keys[:, n], self.values[:, n] = kv[:, : self.key_size], kv[:, self.key_size :]
 
 
@@ -120,7 +128,7 @@ class _Stream:
     input_row_offset = 1  # image row r sits at x's row r + 1 (zero rows above it)
 
     def __init__(self, net: PixelSNAILNet, labels: torch.Tensor | None, count: int, height: int, width: int,
-                 embed: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 embed: Callable[[torch.Tensor], torch.Tensor] | None = None, condition: torch.Tensor | None = None):
         if net.training:
             raise ValueError("incremental sampling computes the eval-mode network (dropout off): call model.eval() first")
         if (labels is None) != (net.num_classes == 0):
@@ -129,6 +137,8 @@ class _Stream:
             raise ValueError(f"labels must hold one class per image ({count}); got {tuple(labels.shape)}")
         self.count, self.height, self.width, self.channels = count, height, width, net.channels
         self.embed = embed
+        # a condition map's features (B, dim, H, W), one cell per pixel: (B, H * W, dim)
+        self.condition = None if condition is None else condition.detach().flatten(2).transpose(1, 2).contiguous()
         self.row, self._next_col, self._remembered = 0, 0, 0
         self._params: torch.Tensor | None = None
         with torch.no_grad():
@@ -164,10 +174,11 @@ class _Stream:
             matrix, bias = self.init_left
             ul = torch.addmm(ul + bias, self.x[:, :, i : i + 2, j].transpose(1, 2).reshape(self.count, -1), matrix)
         position = self.position[n].expand(self.count, -1)
+        condition = None if self.condition is None else self.condition[:, n]
         for blocks, attention in zip(self.resnets, self.attention):
             for block in blocks:
-                ul = block(j, ul)
-            ul = attention(n, ul, position)
+                ul = block(j, ul, condition=condition)
+            ul = attention(n, ul, position, condition)
         return ul
 
     def _remember_up_to(self, n: int) -> None:
@@ -176,8 +187,9 @@ class _Stream:
             i, j = divmod(m, self.width)
             cell = self.x[:, : self.channels, i + 1, j + 1]
             position = self.position[m].expand(self.count, -1)
+            condition = None if self.condition is None else self.condition[:, m]
             for attention in self.attention:
-                attention.remember(m, cell, position)
+                attention.remember(m, cell, position, condition)
         self._remembered = max(self._remembered, n)
 
     def _advance(self, col: int) -> torch.Tensor | None:
@@ -221,8 +233,8 @@ class PixelSNAILCodeState(_Stream, IncrementalState):
     as the network's input, and a pixel's output is its ``K`` logits."""
 
     def __init__(self, net: PixelSNAILNet, embed: Callable[[torch.Tensor], torch.Tensor],
-                 labels: torch.Tensor | None, count: int, height: int, width: int):
-        super().__init__(net, labels, count, height, width, embed)
+                 labels: torch.Tensor | None, count: int, height: int, width: int, condition: torch.Tensor | None = None):
+        super().__init__(net, labels, count, height, width, embed, condition)
 
     @torch.no_grad()
     def pixel_logits(self, col: int, row: torch.Tensor) -> torch.Tensor:

@@ -80,30 +80,32 @@ class AttentionBlock(nn.Module):
     attention, and a gated resnet block that adds what was attended to ``ul``."""
 
     def __init__(self, channels: int, nr_filters: int, key_size: int, value_size: int, num_classes: int,
-                 dropout: float, nonlinearity: Nonlinearity):
+                 dropout: float, nonlinearity: Nonlinearity, condition_dim: int = 0):
         super().__init__()
         content = channels + nr_filters + 2
         self.key_size, self.value_size = key_size, value_size
-        self.kv_block = GatedResnet(content, nin, 0, num_classes, dropout, nonlinearity)
+        self.kv_block = GatedResnet(content, nin, 0, num_classes, dropout, nonlinearity, condition_dim)
         self.kv = nin(content, key_size + value_size)
-        self.q_block = GatedResnet(nr_filters + 2, nin, 0, num_classes, dropout, nonlinearity)
+        self.q_block = GatedResnet(nr_filters + 2, nin, 0, num_classes, dropout, nonlinearity, condition_dim)
         self.q = nin(nr_filters + 2, key_size)
-        self.out_block = GatedResnet(nr_filters, nin, value_size, num_classes, dropout, nonlinearity)
+        self.out_block = GatedResnet(nr_filters, nin, value_size, num_classes, dropout, nonlinearity, condition_dim)
 
-    def keys_values(self, x: torch.Tensor, ul: torch.Tensor, position: torch.Tensor,
-                    labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        kv = self.kv(self.kv_block(torch.cat([x, ul, position], dim=1), labels=labels))
+    def keys_values(self, x: torch.Tensor, ul: torch.Tensor, position: torch.Tensor, labels: torch.Tensor | None,
+                    condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        kv = self.kv(self.kv_block(torch.cat([x, ul, position], dim=1), labels=labels, condition=condition))
         return kv.split([self.key_size, self.value_size], dim=1)
 
-    def queries(self, ul: torch.Tensor, position: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return self.q(self.q_block(torch.cat([ul, position], dim=1), labels=labels))
+    def queries(self, ul: torch.Tensor, position: torch.Tensor, labels: torch.Tensor | None,
+                condition: torch.Tensor | None = None) -> torch.Tensor:
+        return self.q(self.q_block(torch.cat([ul, position], dim=1), labels=labels, condition=condition))
 
-    def forward(self, x: torch.Tensor, ul: torch.Tensor, position: torch.Tensor, labels: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, ul: torch.Tensor, position: torch.Tensor, labels: torch.Tensor | None,
+                condition: torch.Tensor | None = None):
         b, _, h, w = ul.shape
-        key, value = self.keys_values(x, ul, position, labels)
-        mixed = causal_attention(flat(self.queries(ul, position, labels)), flat(key), flat(value))
+        key, value = self.keys_values(x, ul, position, labels, condition)
+        mixed = causal_attention(flat(self.queries(ul, position, labels, condition)), flat(key), flat(value))
         mixed = mixed.transpose(1, 2).reshape(b, self.value_size, h, w)
-        return self.out_block(ul, mixed, labels)
+        return self.out_block(ul, mixed, labels, condition)
 
 
 class PixelSNAILNet(nn.Module):
@@ -113,7 +115,7 @@ class PixelSNAILNet(nn.Module):
 
     def __init__(self, channels: int, out_channels: int, num_classes: int = 0, nr_resnet: int = 4,
                  nr_filters: int = 256, attention_blocks: int = 12, key_size: int = 16, value_size: int = 128,
-                 dropout: float = 0.5, nonlinearity: Nonlinearity = "elu"):
+                 dropout: float = 0.5, nonlinearity: Nonlinearity = "elu", condition_dim: int = 0):
         super().__init__()
         self.channels, self.out_channels, self.num_classes = channels, out_channels, num_classes
         self.nr_filters = nr_filters
@@ -121,11 +123,11 @@ class PixelSNAILNet(nn.Module):
         self.ul_init_up = DownShiftedConv2d(cin, f, (1, 3))
         self.ul_init_left = DownRightShiftedConv2d(cin, f, (2, 1))
         self.resnets = nn.ModuleList(
-            nn.ModuleList(GatedResnet(f, DownRightShiftedConv2d, 0, num_classes, dropout, nonlinearity)
+            nn.ModuleList(GatedResnet(f, DownRightShiftedConv2d, 0, num_classes, dropout, nonlinearity, condition_dim)
                           for _ in range(nr_resnet))
             for _ in range(attention_blocks))
         self.attention = nn.ModuleList(
-            AttentionBlock(channels, f, key_size, value_size, num_classes, dropout, nonlinearity)
+            AttentionBlock(channels, f, key_size, value_size, num_classes, dropout, nonlinearity, condition_dim)
             for _ in range(attention_blocks))
         self.out = nin(f, out_channels)
 
@@ -134,14 +136,15 @@ class PixelSNAILNet(nn.Module):
         x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
         return shift_down(self.ul_init_up(x)) + shift_right(self.ul_init_left(x))
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """``condition``: a condition map's features ``(B, dim, H, W)`` for a net built with ``condition_dim``."""
         if (labels is None) != (self.num_classes == 0):
             raise ValueError(f"labels must be given exactly when num_classes > 0 (num_classes={self.num_classes})")
         position = positions(x.shape[2], x.shape[3], x).expand(x.shape[0], -1, -1, -1)
         ul = self.first_layer(x)
         for resnets, attention in zip(self.resnets, self.attention):
             for block in resnets:
-                ul = block(ul, labels=labels)
-            ul = attention(x, ul, position, labels)
+                ul = block(ul, labels=labels, condition=condition)
+            ul = attention(x, ul, position, labels, condition)
         # fp32 under autocast: the mixture's parameters would move by a sizeable part of a bin in bf16
         return in_fp32(self.out, elu(ul))

@@ -11,11 +11,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from ...contracts import ModelSpec
+from ...contracts import ModelSpec, split_context
 from ...errors import ConfigError
 from .. import mixture
 from ..blocks import Nonlinearity, weight_norm_scales
 from ..codes import CodeEmbedding
+from ..condition import ConditionBias, ConditionNet
 from ..weight_norm import apply_weight_norm, convolutions, init_from_batch
 from .incremental import PixelSNAILCodeState, PixelSNAILIncrementalState
 from .net import PixelSNAILNet
@@ -44,13 +45,17 @@ class PixelSNAILOptions(BaseModel):
                                                  "images (the authors: on, from 8)")
 
 
-def network(spec: ModelSpec, options: PixelSNAILOptions, channels: int, out_channels: int) -> PixelSNAILNet:
+def network(spec: ModelSpec, options: PixelSNAILOptions, channels: int, out_channels: int,
+            condition_dim: int = 0) -> PixelSNAILNet:
     """The network of ``options`` from ``channels`` inputs to ``out_channels`` outputs per pixel."""
     value_size = options.value_size or max(1, options.nr_filters // 2)
     net = PixelSNAILNet(channels, out_channels, spec.num_classes, options.nr_resnet, options.nr_filters,
-                        options.attention_blocks, options.key_size, value_size, options.dropout, options.nonlinearity)
+                        options.attention_blocks, options.key_size, value_size, options.dropout, options.nonlinearity,
+                        condition_dim)
     if options.weight_norm:
-        apply_weight_norm(convolutions(net))
+        # the condition's 1x1s start at zero (they add nothing until trained), which weight norm cannot
+        zero = {m.proj for m in net.modules() if isinstance(m, ConditionBias)}
+        apply_weight_norm(c for c in convolutions(net) if c not in zero)
     return net
 
 
@@ -108,21 +113,32 @@ class PixelSNAILOverCodes(nn.Module):
         self.spec = spec
         self.options = options
         self.embed = CodeEmbedding(spec.color_levels, options.nr_filters)
-        self.net = network(spec, options, options.nr_filters, spec.color_levels)
+        # a condition map: features as wide as the stream, added in every block (models/condition.py)
+        dim = options.nr_filters if spec.condition_codes else 0
+        self.condition_net = ConditionNet(spec, dim) if dim else None
+        self.net = network(spec, options, options.nr_filters, spec.color_levels, dim)
+
+    def condition_features(self, labels: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The classes and the condition map's features (``None`` without one) of a packed context."""
+        classes, condition = split_context(labels, self.spec)
+        return classes, (None if condition is None else self.condition_net(condition))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(self.embed(x), labels)[:, :, None]
+        classes, features = self.condition_features(labels)
+        return self.net(self.embed(x), classes, features)[:, :, None]
 
     def data_init(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-        """As :meth:`PixelSNAIL.data_init`, on the batch's code vectors."""
+        """As :meth:`PixelSNAIL.data_init`, on the batch's code vectors (and condition features)."""
         if self.options.weight_norm:
             with torch.no_grad():
                 vectors = self.embed(x)
-            init_from_batch(self.net, vectors, labels, weight_norm_scales(self.net))
+                classes, features = self.condition_features(labels)
+            init_from_batch(self.net, vectors, classes, weight_norm_scales(self.net), *([] if features is None else [features]))
 
     def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
         """The cached state of :meth:`PixelSNAIL.incremental_sampler`, over code vectors."""
-        return PixelSNAILCodeState(self.net, self.embed, labels, count, height, width)
+        classes, features = self.condition_features(labels)
+        return PixelSNAILCodeState(self.net, self.embed, classes, count, height, width, features)
 
 
 class PixelSNAILPlugin:
@@ -132,6 +148,7 @@ class PixelSNAILPlugin:
     description = "PixelSNAIL (Chen et al. 2017): gated resnet blocks and causal self-attention over every earlier pixel"
     options_model: type[BaseModel] = PixelSNAILOptions
     takes_codes = True
+    takes_condition = True
 
     def build(self, options: PixelSNAILOptions, spec: ModelSpec) -> PixelSNAIL | PixelSNAILOverCodes:
         if spec.channels not in (1, 3):
