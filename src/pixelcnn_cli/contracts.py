@@ -6,7 +6,10 @@ splits whose items are ``(uint8 tensor C x H x W, int label)``. The host quantis
 shuffles and moves to the device. A dataset of **codes** (the integer maps of a VQ-VAE, say) sets
 ``ImageData.codes`` to their number ``K``: its items are then integer tensors ``1 x H x W`` of
 values in ``0 .. K-1`` (any integer dtype), unordered categories that the host neither quantises
-nor shows as grey levels, and ``color_levels`` is ``K``.
+nor shows as grey levels, and ``color_levels`` is ``K``. A dataset of codes may give each example a
+**condition map** (``ImageData.condition_codes`` and its size): its items' labels are then the
+packed context of :func:`pack_context` (the class, then the map), which a model that says
+``takes_condition = True`` unpacks with :func:`split_context`.
 
 A **model plugin** is an object with a ``name``, an ``options_model`` (a pydantic model of its
 options) and a ``build(options, spec)`` method returning an ``nn.Module`` whose
