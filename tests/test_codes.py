@@ -187,6 +187,8 @@ def test_train_eval_score_and_sample_a_prior_through_the_cli(cli, tmp_path):
     drawn = np.load(tmp_path / "out" / "maps.npy")
     assert drawn.shape == (6, 6, 6) and drawn.dtype == np.int16 and 0 <= drawn.min() and drawn.max() < K
     assert (tmp_path / "out" / "maps.png").exists() and "out/maps.npy (preview: out/maps.png)" in sampled.stdout
+    np.save(tmp_path / "tops.npy", np.zeros((1, 3, 3), np.int16))
+    assert "reads no condition maps" in one_error_line(cli("sample", "-m", folder, "--condition", tmp_path / "tops.npy"))
     again = cli("sample", "-m", folder, "-c", "6", "--label", "2", "--seed", "1", "--sampler", "naive", "-o", "n.png")
     assert again.exit_code == 0 and np.array_equal(np.load(tmp_path / "n.npy"), drawn)  # naive == cached
     completed = cli("sample", "-m", folder, "--complete", "-c", "2", "--sources", "2", "--seed", "0", "-o", "c.png")
@@ -306,7 +308,22 @@ def test_condition_maps_load_train_evaluate_and_score(cli, tmp_path):
         assert 0 < record["bits_per_code"] < 2 * np.log2(K)
         assert cli("score", "-m", folder, "-o", f"{model}.csv").exit_code == 0
         assert len((tmp_path / f"{model}.csv").read_text().splitlines()) == 1 + len(data.test)
-    assert "does not take condition maps yet" in one_error_line(cli("sample", "-m", tmp_path / "runs" / "gated"))
+    np.save(tmp_path / "tops.npy", condition[:4])
+    for model in ("gated", "pixelsnail"):
+        drawn = {}
+        for sampler in ("cached", "naive"):
+            done = cli("sample", "-m", tmp_path / "runs" / model, "--condition", tmp_path / "tops.npy", "-c", "4", "--seed", "2",
+                       "--sampler", sampler, "-o", f"{model}-{sampler}.png")
+            assert done.exit_code == 0, done.stderr
+            drawn[sampler] = np.load(tmp_path / f"{model}-{sampler}.npy")
+        assert drawn["cached"].shape == (4, 6, 6) and np.array_equal(drawn["cached"], drawn["naive"])
+    gated = tmp_path / "runs" / "gated"
+    assert "give them with --condition FILE.npy" in one_error_line(cli("sample", "-m", gated))
+    assert "holds 4 condition maps for 6 samples" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "tops.npy", "-c", "6"))
+    np.save(tmp_path / "wide.npy", np.zeros((1, 4, 4), np.int16))
+    assert "the prior reads N x 3 x 3" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "wide.npy"))
+    np.save(tmp_path / "high.npy", np.full((1, 3, 3), 9))
+    assert "outside 0..4" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "high.npy"))
     assert "not yet for a prior conditioned" in one_error_line(cli("score", "-m", tmp_path / "runs" / "gated", "--label", "0"))
 
 

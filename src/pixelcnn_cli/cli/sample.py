@@ -52,6 +52,7 @@ def sample(
     indices: Annotated[Optional[str], typer.Option(help="With --complete: test images of the checkpoint's dataset to complete, e.g. 0,5,7 [default: random ones, by --seed]")] = None,
     sources: Annotated[int, typer.Option(help="With --complete: how many random test images to complete when neither --indices nor --images is given")] = COMPLETION_SOURCES,
     keep_rows: Annotated[Optional[int], typer.Option(help="With --complete: rows kept from the top of each image [default: half]")] = None,
+    condition: Annotated[Optional[str], typer.Option(help="A prior conditioned on maps: a .npy of its condition maps, one per sample or one for all")] = None,
     dataset: Dataset = None,
     split: Split = "test",
     dataset_option: DatasetOptions = None,
@@ -91,11 +92,9 @@ def sample(
 
     target, movie = _targets(options.output_fname, animate)  # before minutes of sampling, not after
     model, spec, train_config, path, torch_device = load_model(options.model_path, runs_dir, options.device)
-    if spec.condition_codes:  # its contexts need condition maps, which sample does not read yet (issue 19)
-        raise ConfigError(f"{path}: the prior is conditioned on {spec.condition_height}x{spec.condition_width} maps of "
-                          f"{spec.condition_codes} codes; sample does not take condition maps yet (train, eval and score do)")
+    _check_condition(spec, condition, complete, height, width)
     job = _Job(model, spec, options.height or spec.height, options.width or spec.width, options, sampler, tf32,
-               scale, target)
+               scale, target, condition)
     seed_everything(options.seed)
     if not complete:
         _sample_grid(job, per_class, nrow, movie, frame_every)
@@ -120,6 +119,7 @@ class _Job:
     tf32: bool
     scale: int | None
     target: Path  # the still grid
+    condition: str | None = None  # a conditioned prior's .npy of condition maps
 
     def draw(self, what: str, count: int, labels: torch.Tensor | None, uniforms: torch.Tensor,
              known: torch.Tensor | None = None, keep_rows: int = 0) -> torch.Tensor:
@@ -200,6 +200,17 @@ def _targets(output_fname: str, animate: str | None) -> tuple[Path, Path | None]
     return target, movie
 
 
+def _check_condition(spec: ModelSpec, condition: str | None, complete: bool, height: int | None, width: int | None) -> None:
+    """--condition goes with a prior conditioned on maps, and such a prior needs it."""
+    if spec.condition_codes and condition is None:
+        raise ConfigError(f"the prior is conditioned on {spec.condition_height}x{spec.condition_width} maps of "
+                          f"{spec.condition_codes} codes: give them with --condition FILE.npy")
+    if condition is not None and not spec.condition_codes:
+        raise ConfigError("--condition: this model reads no condition maps")
+    if condition is not None and (complete or height or width):
+        raise ConfigError("--condition: not with --complete, --height or --width yet (the condition fixes the size)")
+
+
 def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | None, frame_every: int | None) -> None:
     """New images: the grid, its summary line and, with ``movie``, the generation."""
     from ..images import levels_to_pictures, render_grid, save_png
@@ -210,6 +221,11 @@ def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | Non
     if per_class:
         nrow = o.count
     total = labels.shape[0] if labels is not None else o.count
+    if job.condition is not None:  # each sample's class and condition map, packed as its labels
+        from ..contracts import pack_context
+        from ..data.codes import read_conditions
+
+        labels = pack_context(labels, read_conditions(job.condition, spec, total))
     uniforms = draw_uniforms(total, spec.channels, job.height, job.width, o.seed)
     levels = job.draw("sampling", total, labels, uniforms)
     pictures = levels_to_pictures(levels.cpu(), spec.color_levels, spec.codes)

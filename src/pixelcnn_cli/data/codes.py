@@ -275,3 +275,24 @@ def _split(whole: _Split, fraction: float, seed: int) -> tuple[CodeMaps, CodeMap
     held = max(1, round(len(whole.maps) * fraction)) if len(whole.maps) > 1 else 0
     test, train = np.sort(order[:held]), np.sort(order[held:])
     return (CodeMaps(whole.maps, whole.labels, rows, whole.condition) for rows in (train, test))
+
+
+def read_conditions(path: str | Path, spec: Any, count: int) -> torch.Tensor:
+    """The condition maps of ``count`` new maps of a conditioned prior (``spec``): a ``.npy`` of
+    ``count`` maps, or of one for all, ``h x w`` as the prior was trained on; ``count x h x w`` long."""
+    path = Path(path).expanduser()
+    if path.suffix != ".npy":
+        raise DataError(f"--condition: {path} is not a .npy file of condition maps")
+    maps = _open(path, "condition")
+    shape = (spec.condition_height, spec.condition_width)
+    if maps.ndim == 2:
+        maps = maps[None]
+    if not np.issubdtype(maps.dtype, np.integer) or maps.ndim != 3 or maps.shape[1:] != shape:
+        raise DataError(f"--condition: {path} is {maps.dtype} shaped {maps.shape}; the prior reads N x {shape[0]} x {shape[1]} "
+                        "integer maps (one per sample, or one for all)")
+    if len(maps) not in (1, count):
+        raise DataError(f"--condition: {path} holds {len(maps)} condition maps for {count} samples; give {count} or one")
+    low, high = _code_range(maps)
+    if low < 0 or high >= spec.condition_codes:
+        raise DataError(f"--condition: {path} holds code {low if low < 0 else high}, outside 0..{spec.condition_codes - 1}")
+    return torch.from_numpy(np.asarray(maps, dtype=np.int64)).expand(count, *shape).contiguous()
