@@ -50,6 +50,9 @@ from pixelcnn_cli.contracts import ModelSpec
 from pixelcnn_cli.presets import PRESETS
 from pixelcnn_cli.training.optimizer import make_adam
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sampling as sampling_benchmark  # noqa: E402  (the sibling script: its naive-sampler timing)
+
 MODELS = {"gated": "gated-cpu", "pixelsnail": "pixelsnail-cpu"}  # the families that take codes: their CPU preset
 PARTS = ("train", "sample", "data")
 BATCH_READ = 32  # maps in the batch read after opening
@@ -131,32 +134,6 @@ def measure_training(model, config: TrainConfig, spec: ModelSpec, args, device: 
             "peak_rss_mib": mib(memory_kb().get("VmHWM")), "peak_is_this_phase": peak_reset}
 
 
-class _Enough(Exception):
-    pass
-
-
-def time_naive(model, spec: ModelSpec, labels, uniforms, device: torch.device, pixels: int) -> tuple[float, bool]:
-    """Seconds of the naive sampler over the whole map, extrapolated from its first ``pixels``
-    (every naive step is one full forward pass, the same work)."""
-    total, limit = spec.height * spec.width, min(pixels, spec.height * spec.width)
-
-    def stop_early(done: int, steps: int) -> None:
-        if done >= limit and done < steps:
-            raise _Enough
-
-    with torch.no_grad():  # warm-up: one forward pass
-        model(sampling.levels_to_input(torch.zeros(uniforms.shape, dtype=torch.long), spec.color_levels).to(device),
-              labels)
-    sync(device)
-    started = time.perf_counter()
-    try:
-        sampling.sample(model, spec, labels, uniforms, sampler="naive", on_step=stop_early)
-    except _Enough:
-        pass
-    sync(device)
-    return (time.perf_counter() - started) * total / limit, limit < total
-
-
 def measure_sampling(model, spec: ModelSpec, args, device: torch.device) -> dict:
     model.eval()
     count = args.sample_count
@@ -174,7 +151,7 @@ def measure_sampling(model, spec: ModelSpec, args, device: torch.device) -> dict
            "ms_per_map": 1000 * cached / count, "cached_cpu_threads": sampling.CACHED_CPU_THREADS,
            "peak_rss_mib": mib(memory_kb().get("VmHWM")), "peak_is_this_phase": peak_reset}
     if args.naive_pixels > 0:
-        naive, extrapolated = time_naive(model, spec, labels, uniforms, device, args.naive_pixels)
+        naive, extrapolated, _ = sampling_benchmark.time_naive(model, spec, labels, uniforms, device, args.naive_pixels)
         out.update(naive_seconds=naive, naive_extrapolated=extrapolated,
                    naive_pixels_measured=min(args.naive_pixels, spec.height * spec.width), naive_over_cached=naive / cached)
     return out

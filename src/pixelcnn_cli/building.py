@@ -122,7 +122,7 @@ def _call_plugin(reg: registry.Registry, name: str, call: Callable[[], Any]) -> 
         raise PluginError(f"{reg.kind} plugin {name!r} ({entry.source if entry else name}) failed: {cause}") from error
 
 
-def check_takes_codes(name: str, spec: ModelSpec) -> None:
+def check_model_takes_data(name: str, spec: ModelSpec) -> None:
     """Codes go only to a model plugin that says it models them (``takes_codes``), condition maps
     only to one that says it reads them (``takes_condition``)."""
     if spec.codes and not _declares(name, "takes_codes"):
@@ -145,7 +145,7 @@ def _declares(name: str, attribute: str) -> bool:
 
 def build_model(config: TrainConfig, spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
     """Build the configured model plugin for ``spec``; returns it and its validated options (JSON)."""
-    check_takes_codes(config.model, spec)
+    check_model_takes_data(config.model, spec)
     plugin = registry.models.get(config.model)
     options = plugin_options(plugin, model_option_values(config, plugin), "model_options")
     model = _call_plugin(registry.models, config.model, lambda: plugin.build(options, spec))

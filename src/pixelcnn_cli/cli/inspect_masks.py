@@ -161,10 +161,10 @@ def _fresh_spec(channels: int | None, color_levels: int | None, codes: int | Non
 
 def _fresh(model: str, spec, flags: dict, model_option: list[str] | None, device) -> tuple:
     """-> (model, spec, model name, its options) of a fresh model of plugin ``model`` for ``spec``, on ``device``."""
-    from ..building import check_takes_codes
+    from ..building import check_model_takes_data
     from ..inspection import build_fresh, model_shape
 
-    check_takes_codes(model, spec)
+    check_model_takes_data(model, spec)
     net, options = build_fresh(model, spec, flags, parse_key_values(model_option, "--model-option") or {})
     shape = model_shape(net, options.model_dump())
     net.to(device)
