@@ -4,6 +4,7 @@ codes (an embedding, a K-way softmax, strictly causal, both samplers exact) and 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,12 +12,13 @@ import torch
 from conftest import TINY, one_error_line
 
 from pixelcnn_cli import sampling
-from pixelcnn_cli.causality import check_causality, full_view_size
+from pixelcnn_cli.causality import check_causality, condition_reach, full_view_size
 from pixelcnn_cli.config import ArchitectureConfig
 from pixelcnn_cli.contracts import ModelSpec, pack_context
 from pixelcnn_cli.data.codes import Codes, CodesOptions
 from pixelcnn_cli.errors import DataError
 from pixelcnn_cli.images import code_palette
+from pixelcnn_cli.inspection import condition_summary
 from pixelcnn_cli.models.codes import input_codes
 from pixelcnn_cli.models.gated import GatedPixelCNN
 from pixelcnn_cli.models.pixelsnail import PixelSNAILOptions, PixelSNAILPlugin
@@ -232,8 +234,35 @@ def test_pixelsnail_trains_evaluates_and_samples_codes_through_the_cli(cli, tmp_
 def test_inspect_masks_proves_a_fresh_prior_over_codes_causal(cli, prior, options):
     result = cli("inspect-masks", "--model", prior, "--codes", "512", *options)
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert "causal: every output depends on exactly the earlier pixels" in result.stdout
-    assert "x1 image" in result.stdout  # one channel: codes, not colours
+    assert "causal: every output depends on exactly the earlier codes" in result.stdout
+    assert re.search(r"on a \d+x\d+ map\)", result.stdout)  # one channel of codes, not an image's colours
+    assert "condition" not in result.stdout
+    conditioned = cli("inspect-masks", "--model", prior, "--codes", "512", "--condition-codes", "5", *options)
+    assert conditioned.exit_code == 0, conditioned.stdout + conditioned.stderr
+    assert "earlier codes" in conditioned.stdout and "condition read everywhere" in conditioned.stdout
+    assert "the 7x7 condition map of 5 codes" in conditioned.stdout
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+def test_the_condition_check_finds_what_each_output_reads_and_catches_a_lost_condition(prior):
+    model, spec = conditioned(prior)
+    for module in model.modules():  # the check sees the paths a zero-initialised projection hides
+        if type(module).__name__ == "ConditionBias":
+            torch.nn.init.zeros_(module.proj.weight)
+    reads = condition_reach(model, spec, 6, 6)
+    assert reads.shape == (36, 9) and reads.any(dim=1).all()
+    assert reads[0].all()  # the first code reads even the cell over the last positions: the condition is unmasked
+    summary = condition_summary(spec, reads)
+    assert summary.unread == 0 and summary.first_cells == int(reads[0].sum())
+
+    def drop_first_row(module, inputs, features):  # a broken model: no condition on the first row
+        features = features.clone()
+        features[:, :, 0] = 0
+        return features
+
+    model.condition_net.register_forward_hook(drop_first_row)
+    lost = condition_summary(spec, condition_reach(model, spec, 6, 6))
+    assert lost.unread == 6  # the first row's outputs: nothing before them reads the condition either
 
 
 def test_inspect_masks_refuses_codes_it_cannot_build(cli):
@@ -289,7 +318,7 @@ def test_both_samplers_draw_the_same_maps_given_a_condition(prior, classes):
 def test_condition_maps_load_train_evaluate_and_score(cli, tmp_path):
     codes = maps(60)
     condition = codes[:, ::2, ::2] % 5  # a coarser 3x3 map of 5 codes
-    np.savez(tmp_path / "bottom.npz", codes=codes, condition=condition)
+    np.savez(tmp_path / "bottom.npz", codes=codes, condition=condition, labels=np.arange(60) % 3)
     data = load(path=str(tmp_path / "bottom.npz"))
     assert (data.condition_codes, data.condition_height, data.condition_width) == (5, 3, 3)
     item, context = data.test[0]
@@ -324,7 +353,49 @@ def test_condition_maps_load_train_evaluate_and_score(cli, tmp_path):
     assert "the prior reads N x 3 x 3" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "wide.npy"))
     np.save(tmp_path / "high.npy", np.full((1, 3, 3), 9))
     assert "outside 0..4" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "high.npy"))
-    assert "not yet for a prior conditioned" in one_error_line(cli("score", "-m", tmp_path / "runs" / "gated", "--label", "0"))
+    assert "not with --complete" in one_error_line(cli("sample", "-m", gated, "--complete", "--condition", tmp_path / "tops.npy"))
+    assert "--height: not for a prior conditioned" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "tops.npy", "--height", "8"))
+    inspected = cli("inspect-masks", "-m", gated)
+    assert inspected.exit_code == 0 and "the 3x3 condition map of 5 codes" in inspected.stdout, inspected.stdout
+    for model in ("gated", "pixelsnail"):
+        completes_under_own_condition(cli, tmp_path, tmp_path / "runs" / model, data)
+    scores_under_any_class(cli, tmp_path, gated)
+
+
+def completes_under_own_condition(cli, tmp_path, folder, data):
+    """--complete on a conditioned prior: test maps kept on top, both samplers the same maps."""
+    drawn = {}
+    for sampler in ("cached", "naive"):
+        done = cli("sample", "-m", folder, "--complete", "--indices", "0,1", "-c", "2", "--keep-rows", "2", "--seed", "1",
+                   "--sampler", sampler, "-o", f"done-{sampler}.png")
+        assert done.exit_code == 0, done.stderr
+        drawn[sampler] = np.load(tmp_path / f"done-{sampler}.npy")
+    assert drawn["cached"].shape == (4, 6, 6) and np.array_equal(drawn["cached"], drawn["naive"])
+    for i, row in enumerate(data.test.indices[:2]):  # each source twice, its top two rows kept
+        assert np.array_equal(drawn["cached"][2 * i:2 * i + 2, :2], np.repeat(data.test.maps[row][None, :2], 2, axis=0))
+
+
+def scores_under_any_class(cli, tmp_path, folder):
+    """score on a conditioned prior with classes: its own, a given one, and the marginal (each map's
+    condition kept throughout): the marginal is the log-mean-exp over the classes."""
+    def nats(*flags):
+        done = cli("score", "-m", folder, *flags, "-o", "s.csv")
+        assert done.exit_code == 0, done.stderr
+        rows = [line.split(",") for line in (tmp_path / "s.csv").read_text().splitlines()[1:]]
+        return np.array([float(row[2]) for row in rows]), [row[1] for row in rows]
+
+    own, own_labels = nats()
+    assert own_labels == [str(i % 3) for i in load(path=str(tmp_path / "bottom.npz")).test.indices]
+    given = []
+    for y in range(3):
+        values, labels = nats("--label", str(y))
+        assert set(labels) == {str(y)}
+        given.append(values)
+    marginal, labels = nats("--marginal")
+    assert set(labels) == {""}
+    expected = -(np.logaddexp.reduce(-np.stack(given), axis=0) - np.log(3))
+    assert np.allclose(marginal, expected, atol=2e-3)  # the CSV rounds to 4 decimals
+    assert np.allclose(own, np.choose(np.array(own_labels, int), given), atol=2e-3)
 
 
 def test_condition_maps_meet_clear_errors(tmp_path):

@@ -281,3 +281,48 @@ def _leaky_copy(model: nn.Module) -> nn.Module:
                 setattr(parent, name, nn.LeakyReLU(0.1))
     clone.requires_grad_(False)
     return clone
+
+
+def _opened(model: nn.Module, seed: int) -> nn.Module:
+    """``model`` (a copy) with its all-zero parameters made random: the condition projections start
+    at zero, which hides the paths the first training step opens (masks are buffers, not
+    parameters, so no masked path opens)."""
+    generator = torch.Generator().manual_seed(seed)
+    for parameter in model.parameters():
+        if parameter.numel() > 1 and not parameter.any():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator).to(parameter) * 0.5)
+    return model
+
+
+@torch.no_grad()
+def condition_reach(model: nn.Module, spec: ModelSpec, height: int, width: int, seed: int = 0,
+                    batch: int = 16) -> torch.Tensor | None:
+    """``(N outputs, h * w cells)`` bool, outputs in generation order: the cells of the condition map
+    each output reads (``None`` for a model without one). The map is codes, not a differentiable
+    input, so each cell is changed to another code in turn and the outputs whose level logits move
+    are the ones that read it (on the copy of :func:`_leaky_copy`, zero projections made random by
+    :func:`_opened`, each changed map in the same batch as the unchanged one, so nothing moves by
+    rounding)."""
+    if not spec.condition_codes:
+        return None
+    model = _opened(_leaky_copy(model), seed).eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    c, codes, cells = spec.channels, spec.condition_codes, spec.condition_height * spec.condition_width
+    x = (torch.rand(1, c, height, width, generator=generator) * 2 - 1).to(device)
+    label = torch.randint(max(spec.num_classes, 1), (1,), generator=generator)
+    base = torch.randint(codes, (1, cells), generator=generator)
+    changed = base.repeat(cells, 1)
+    step = torch.randint(1, codes, (cells,), generator=generator)
+    changed[torch.arange(cells), torch.arange(cells)] = (base[0] + step) % codes
+    reads = []
+    for first in range(0, cells, batch):
+        maps = torch.cat([base, changed[first:first + batch]])
+        b = maps.shape[0]
+        context = pack_context(label.expand(b) if spec.num_classes else None,
+                               maps.view(b, spec.condition_height, spec.condition_width)).to(device)
+        xb = x.expand(b, -1, -1, -1)
+        logits = level_logits(model, model(xb, context), xb).float()  # (b, L, C, H, W)
+        moved = (logits[1:] - logits[:1]).abs().amax(dim=1) > 1e-6 * logits[:1].abs().amax()
+        reads.append(_flat(moved).t())
+    return torch.cat(reads, dim=1)

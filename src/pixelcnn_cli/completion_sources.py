@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import TrainConfig
-from .contracts import ModelSpec
+from .contracts import ModelSpec, pack_context, split_context
 from .datachoice import DataChoice, split_of
 from .data.quantize import data_levels
 from .errors import ConfigError, DataError
@@ -50,7 +50,7 @@ def dataset_sources(config: TrainConfig, choice: DataChoice, indices: list[int] 
         raise DataError(f"--indices: {name} has {total} {split} images (0 to {total - 1}); got {bad[0]}")
     items = [part[i] for i in indices]
     pictures = torch.stack([torch.as_tensor(item[0]) for item in items])
-    labels = torch.tensor([int(item[1]) for item in items], dtype=torch.long)
+    labels = _item_labels([item[1] for item in items])
     what = f"{name} {split} images {', '.join(str(i) for i in indices)}"
     if spec.codes:  # code maps are completed as they are: no colour conversion, no resizing
         if tuple(pictures.shape[-2:]) != (height, width):
@@ -66,7 +66,7 @@ class CompletionBatch:
     keep_rows: int  # rows kept from the top of every image
     originals: torch.Tensor  # levels, S x C x H x W: one per source
     known: torch.Tensor  # levels, (S * n) x C x H x W: each source ``n`` times in a row
-    labels: torch.Tensor | None  # (S * n,) the class each completion is drawn under; None: unconditional
+    labels: torch.Tensor | None  # (S * n,) the class each completion is drawn under (a context with a condition map)
     uniforms: torch.Tensor  # the sampler's randomness, shaped like ``known``
 
 
@@ -85,14 +85,25 @@ def completion_batch(chosen: CompletionSources, spec: ModelSpec, per_source: int
     originals = data_levels(chosen.pictures, spec.color_levels, spec.codes)
     count = originals.shape[0] * per_source
     return CompletionBatch(keep, originals, originals.repeat_interleave(per_source, dim=0),
-                           labels.repeat_interleave(per_source) if labels is not None else None,
+                           labels.repeat_interleave(per_source, dim=0) if labels is not None else None,
                            draw_uniforms(count, spec.channels, height, width, seed))
 
 
+def _item_labels(labels: list) -> torch.Tensor:
+    """Dataset items' labels as one tensor: classes (``B``), or packed contexts (``B x (1 + h*w)``)."""
+    if labels and isinstance(labels[0], torch.Tensor) and labels[0].ndim == 1:
+        return torch.stack(labels).long()
+    return torch.tensor([int(y) for y in labels], dtype=torch.long)
+
+
 def _source_labels(chosen: CompletionSources, spec: ModelSpec, label: int, seed: int | None) -> torch.Tensor | None:
-    """One class per source: ``label`` (-1: random, by ``seed``), or each dataset image's own."""
-    if label >= 0 or not spec.num_classes or chosen.labels is None:
-        return resolve_labels(label, chosen.pictures.shape[0], spec, seed)
-    if int(chosen.labels.max()) >= spec.num_classes:
+    """One class per source: ``label`` (-1: random, by ``seed``), or each dataset image's own; a
+    prior conditioned on maps completes each map under its own condition map."""
+    if spec.condition_codes and chosen.labels is None:
+        raise DataError("the prior is conditioned on maps, and these sources have none")
+    classes, maps = split_context(chosen.labels, spec) if spec.condition_codes else (chosen.labels, None)
+    if label >= 0 or not spec.num_classes or classes is None:
+        classes = resolve_labels(label, chosen.pictures.shape[0], spec, seed)
+    elif int(classes.max()) >= spec.num_classes:
         raise DataError(f"a test image's class is beyond the {spec.num_classes} classes the model knows")
-    return chosen.labels
+    return pack_context(classes, maps)

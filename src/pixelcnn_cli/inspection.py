@@ -18,7 +18,8 @@ from torch import nn
 
 from . import registry
 from .building import plugin_options, refuse_undeclared_flags
-from .causality import MIN_CHECK_SIZE, CausalityReport, affordable_size, check_causality, check_cost, full_view_size
+from .causality import (MIN_CHECK_SIZE, CausalityReport, affordable_size, check_causality, check_cost, condition_reach,
+                        full_view_size)
 from .config import ArchitectureConfig
 from .contracts import ModelSpec
 from .errors import ConfigError
@@ -47,6 +48,7 @@ class Inspection:
     full_view: int = 0  # side of the largest square the model sees whole (the check's default where it fits)
     cost: float = 1.0  # the check's work (parameters x pixels x outputs), and the whole view's
     full_cost: float = 1.0
+    condition: torch.Tensor | None = None  # (outputs, cells) bool: the condition cells each output reads
 
     @property
     def cut_down(self) -> float:
@@ -160,6 +162,7 @@ def inspect(
         spatial_mask(arch.causal_ksize, "A"), spatial_mask(arch.hidden_ksize, "B"),
         colour_mask(spec.channels, "A"), colour_mask(spec.channels, "B"), report, probe, known_blind_spot, masked,
         full, check_cost(model, spec.channels, side), check_cost(model, spec.channels, full),
+        condition_reach(model, spec, side, side),
     )
 
 
@@ -189,10 +192,35 @@ class Verdict:
     probe_unseen: int  # earlier inputs it misses
     probe_earlier: int  # earlier inputs it has
     reference: Verdict | None = None  # the gated reference's, on the same image
+    condition: ConditionReach | None = None  # how a prior conditioned on maps reads them
+    codes: bool = False  # the data are code maps (one channel of codes), not pictures
 
     @property
     def passed(self) -> bool:
-        return self.status != NOT_CAUSAL
+        return self.status != NOT_CAUSAL and (self.condition is None or self.condition.unread == 0)
+
+
+@dataclass(frozen=True)
+class ConditionReach:
+    """How the outputs read a condition map: it is known before the first code, so every output
+    may read any of it, and each must read some."""
+
+    height: int  # the condition map's size and codes
+    width: int
+    codes: int
+    unread: int  # outputs that read no cell (a failure: the condition is lost there)
+    mean_cells: float  # cells an output reads, on average
+    first_cells: int  # cells the first output reads (some cover later positions: not masked)
+    last_cells: int  # and the last
+
+
+def condition_summary(spec: ModelSpec, reads: torch.Tensor | None) -> ConditionReach | None:
+    if reads is None:
+        return None
+    per_output = reads.sum(dim=1)
+    return ConditionReach(spec.condition_height, spec.condition_width, spec.condition_codes,
+                          int((per_output == 0).sum()), float(per_output.float().mean()), int(per_output[0]),
+                          int(per_output[-1]))
 
 
 def verdict(result: Inspection, reference: Inspection | None = None) -> Verdict:
@@ -208,7 +236,8 @@ def verdict(result: Inspection, reference: Inspection | None = None) -> Verdict:
         result.model_name, status, report.size, (report.height, report.width, report.channels),
         report.future_violations, report.blind_spots, report.first_violation(), report.first_blind_spot(),
         result.probe, result.unseen_by_probe(), result.earlier_inputs(),
-        verdict(reference) if reference is not None else None,
+        verdict(reference) if reference is not None else None, condition_summary(result.spec, result.condition),
+        result.spec.codes,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Literal
 import torch
 from torch import nn
 
-from .contracts import ModelSpec
+from .contracts import ModelSpec, split_context, with_classes
 from .datachoice import SPLITS, DataChoice, split_of
 from .errors import ConfigError, DataError
 from .evaluation import nll_terms
@@ -43,17 +43,17 @@ class ScoredImage:
 
 def label_mode(spec: ModelSpec, label: int | None, marginal: bool, has_labels: bool) -> LabelMode:
     """How to condition: checks the flags against the model (one-line errors). ``label`` -1 is
-    ``None`` (no class fixed), as on ``pixelcnn sample``."""
+    ``None`` (no class fixed), as on ``pixelcnn sample``. A prior conditioned on maps always reads
+    each map's own condition; the flags choose only its class."""
     if label == -1:
         label = None
     if label is not None and marginal:
         raise ConfigError("--label and --marginal: give one or the other")
-    if spec.condition_codes and (label is not None or marginal):  # the map's own class and condition only, for now
-        raise ConfigError(f"{'--label' if label is not None else '--marginal'}: not yet for a prior conditioned on maps; "
-                          "score scores each map with its own class and condition")
     if not spec.num_classes:
         if label is not None or marginal:
-            raise ConfigError(f"{'--label' if label is not None else '--marginal'}: the model is unconditional (no classes)")
+            raise ConfigError(f"{'--label' if label is not None else '--marginal'}: the model is unconditional (no classes)"
+                              if not spec.condition_codes else
+                              f"{'--label' if label is not None else '--marginal'}: the prior has no classes (only its condition maps)")
         return "none"
     if label is not None:
         if not 0 <= label < spec.num_classes:
@@ -72,14 +72,21 @@ def image_nats(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | No
 
 
 @torch.no_grad()
-def marginal_nats(model: nn.Module, images: torch.Tensor, spec: ModelSpec, tf32: bool = False) -> torch.Tensor:
-    """``-log sum_y p(x|y) / K`` in nats, float64 ``B``: one pass per class."""
+def marginal_nats(model: nn.Module, images: torch.Tensor, spec: ModelSpec, tf32: bool = False,
+                  contexts: torch.Tensor | None = None) -> torch.Tensor:
+    """``-log sum_y p(x|y) / K`` in nats, float64 ``B``: one pass per class (a prior conditioned on
+    maps keeps each map's condition, ``contexts``, under every class)."""
     per_class = torch.stack([
-        image_nats(model, images, torch.full((images.shape[0],), y, dtype=torch.long, device=images.device),
-                   spec, tf32)
+        image_nats(model, images, _under_class(contexts, y, images.shape[0], images.device), spec, tf32)
         for y in range(spec.num_classes)
     ])
     return -(torch.logsumexp(-per_class, dim=0) - math.log(spec.num_classes))
+
+
+def _under_class(contexts: torch.Tensor | None, y: int, count: int, device: torch.device) -> torch.Tensor:
+    """Class ``y`` for ``count`` images, as their labels: with ``contexts``, each keeps its map."""
+    classes = torch.full((count,), y, dtype=torch.long, device=device)
+    return classes if contexts is None else with_classes(contexts.to(device), classes)
 
 
 def score(model: nn.Module, spec: ModelSpec, batches: Iterable[Batch], device: torch.device, mode: LabelMode,
@@ -90,18 +97,23 @@ def score(model: nn.Module, spec: ModelSpec, batches: Iterable[Batch], device: t
     try:
         for images, labels, names in batches:
             images = images.to(device)
+            if spec.condition_codes and labels is None:
+                raise DataError("these maps have no condition maps, which the prior needs")
+            contexts = labels if spec.condition_codes else None  # what every mode keeps: the condition maps
             if mode == "marginal":
-                nats = marginal_nats(model, images, spec, tf32)
+                nats = marginal_nats(model, images, spec, tf32, contexts)
                 used = [None] * len(names)
             else:
                 if mode == "given":
-                    labels = torch.full((images.shape[0],), int(label), dtype=torch.long)
+                    labels = _under_class(contexts, int(label), images.shape[0], device)
                 elif mode == "none":
-                    labels = None
+                    labels = contexts
                 elif labels is None:
                     raise DataError("these images have no classes: score them with --label N or --marginal")
-                nats = image_nats(model, images, labels.to(device) if labels is not None else None, spec, tf32)
-                used = labels.tolist() if labels is not None else [None] * len(names)
+                labels = labels.to(device) if labels is not None else None
+                nats = image_nats(model, images, labels, spec, tf32)
+                classes = split_context(labels, spec)[0]
+                used = classes.tolist() if classes is not None else [None] * len(names)
             dims = images[0].numel()
             for name, value, y in zip(names, nats.tolist(), used):
                 yield ScoredImage(name, y, value, value / dims / math.log(2))

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..inspection import Inspection, MaskCheck, Verdict
 
 A = ArchitectureConfig
+FRESH_CONDITION = 7  # side of a fresh conditioned prior's condition maps (a quarter of its 28x28)
 
 
 def _mask_table(mask, title: str) -> Table:
@@ -91,6 +92,7 @@ def inspect_masks(
     channels: Annotated[Optional[int], typer.Option(min=1, max=3, help="Data channels of the fresh model: 1 (grey) or 3 (RGB) [default: 3]")] = None,
     color_levels: Annotated[Optional[int], typer.Option(min=2, max=256, help="Colour levels of the fresh model [default: 4]")] = None,
     codes: Annotated[Optional[int], typer.Option(min=2, max=65536, help="Build the fresh model over K codes instead (one channel read through an embedding, a K-way softmax; gated, pixelsnail)")] = None,
+    condition_codes: Annotated[Optional[int], typer.Option(min=2, max=65536, help=f"With --codes: condition the fresh model on {FRESH_CONDITION}x{FRESH_CONDITION} maps of this many codes too (a hierarchical prior's lower level)")] = None,
     causal_ksize: Annotated[Optional[int], typer.Option(help=f"Mask A kernel size [default: the model's own; gated: {A.model_fields['causal_ksize'].default}]")] = None,
     hidden_ksize: Annotated[Optional[int], typer.Option(help=f"Mask B kernel size [default: the model's own; gated: {A.model_fields['hidden_ksize'].default}]")] = None,
     hidden_fmaps: Annotated[Optional[int], typer.Option(help=f"Hidden feature maps [default: the model's own; gated: {A.model_fields['hidden_fmaps'].default}]")] = None,
@@ -113,6 +115,8 @@ def inspect_masks(
     if codes is not None and (channels is not None or color_levels is not None):
         raise typer.BadParameter("a model over codes has one channel of K codes; leave --channels and --color-levels out",
                                  param_hint="--codes")
+    if condition_codes is not None and codes is None:
+        raise typer.BadParameter("condition maps go with a prior over codes: give --codes K too", param_hint="--condition-codes")
     # torch loads here, not at import: --help and completion stay quick
     from ..building import resolve_device
     from ..images import check_png_target, save_png
@@ -125,7 +129,7 @@ def inspect_masks(
     else:
         flags = _flags(causal_ksize=causal_ksize, hidden_ksize=hidden_ksize, hidden_fmaps=hidden_fmaps,
                        out_hidden_fmaps=out_hidden_fmaps, hidden_layers=hidden_layers)
-        net, spec, name, shape = _fresh(model, _fresh_spec(channels, color_levels, codes), flags, model_option, device)
+        net, spec, name, shape = _fresh(model, _fresh_spec(channels, color_levels, codes, condition_codes), flags, model_option, device)
     check = check_masks(net, name, spec, shape, device, size)
     _show(check)
     if size is None and check.result.cut_down > 1:
@@ -150,12 +154,15 @@ def _trained(model_path: str, device) -> tuple:
     return net, spec, config.model, shape
 
 
-def _fresh_spec(channels: int | None, color_levels: int | None, codes: int | None):
-    """The data a fresh model is built for: 28x28 with 10 classes, pictures or ``codes`` codes."""
+def _fresh_spec(channels: int | None, color_levels: int | None, codes: int | None, condition_codes: int | None = None):
+    """The data a fresh model is built for: 28x28 with 10 classes, pictures or ``codes`` codes
+    (conditioned on small maps of ``condition_codes`` codes)."""
     from ..contracts import ModelSpec
 
     if codes is not None:
-        return ModelSpec(1, 28, 28, codes, 10, codes=True)
+        side = FRESH_CONDITION if condition_codes else 0
+        return ModelSpec(1, 28, 28, codes, 10, codes=True, condition_codes=condition_codes or 0, condition_height=side,
+                         condition_width=side)
     return ModelSpec(3 if channels is None else channels, 28, 28, 4 if color_levels is None else color_levels, 10)
 
 
@@ -221,14 +228,16 @@ def _print_verdict(verdict: Verdict) -> None:
     from ..inspection import CAUSAL, DECLARED_BLIND_SPOT, REFERENCE
 
     height, width, channels = verdict.image
-    checked = f"{verdict.outputs} outputs x {verdict.outputs} inputs on a {height}x{width}x{channels} image"
+    checked = (f"{verdict.outputs} outputs x {verdict.outputs} inputs on a {height}x{width} map" if verdict.codes else
+               f"{verdict.outputs} outputs x {verdict.outputs} inputs on a {height}x{width}x{channels} image")
     ref = verdict.reference
     if ref is not None:
         words = "no blind spot, no future dependency" if ref.status == CAUSAL else (
             f"{ref.future_violations} future dependencies, {ref.blind_spots} blind spots")
         common.out.print(f"{REFERENCE} with the same kernels and layers: {words} (same image)")
     if verdict.status == CAUSAL:
-        common.out.print(f"[bold green]causal[/]: every output depends on exactly the earlier pixels and colours ({checked})")
+        earlier = "codes" if verdict.codes else "pixels and colours"
+        common.out.print(f"[bold green]causal[/]: every output depends on exactly the earlier {earlier} ({checked})")
     elif verdict.status == DECLARED_BLIND_SPOT:
         (o, i), (row, col, _) = verdict.first_blind_spot, verdict.probe
         common.out.print(f"[bold green]causal[/]: no output depends on its own or a later input ({checked})")
@@ -239,14 +248,34 @@ def _print_verdict(verdict: Verdict) -> None:
             f"Expected: {verdict.model_name} declares this blind spot; positions are (row, col, colour)"
         )
     else:
-        problems = []
-        if verdict.future_violations:
-            (o, i) = verdict.first_violation
-            problems.append(f"{verdict.future_violations} future dependencies (e.g. output {o} sees input {i})")
-        if verdict.blind_spots:
-            (o, i) = verdict.first_blind_spot
-            problems.append(f"{verdict.blind_spots} blind spots (e.g. output {o} misses input {i})")
-        common.err.print(f"[bold red]NOT causal[/]: {'; '.join(problems)} ({checked}); positions are (row, col, colour)")
+        _print_not_causal(verdict, checked)
+    if verdict.condition is not None:
+        _print_condition(verdict)
+
+
+def _print_condition(verdict: Verdict) -> None:
+    """How the outputs read the condition map (known before the first code: any of it, anywhere)."""
+    c, outputs = verdict.condition, verdict.outputs
+    where = f"the {c.height}x{c.width} condition map of {c.codes} codes"
+    if c.unread:
+        common.err.print(f"[bold red]condition lost[/]: {c.unread} of {outputs} outputs read no cell of {where}")
+        return
+    common.out.print(
+        f"[bold green]condition read everywhere[/]: each of the {outputs} outputs reads {where} (on average "
+        f"{c.mean_cells:.1f} of its {c.height * c.width} cells; the first output {c.first_cells}, the last "
+        f"{c.last_cells}: unmasked, since the map is known before the first code), while the codes stay causal as above"
+    )
+
+
+def _print_not_causal(verdict: Verdict, checked: str) -> None:
+    problems = []
+    if verdict.future_violations:
+        (o, i) = verdict.first_violation
+        problems.append(f"{verdict.future_violations} future dependencies (e.g. output {o} sees input {i})")
+    if verdict.blind_spots:
+        (o, i) = verdict.first_blind_spot
+        problems.append(f"{verdict.blind_spots} blind spots (e.g. output {o} misses input {i})")
+    common.err.print(f"[bold red]NOT causal[/]: {'; '.join(problems)} ({checked}); positions are (row, col, colour)")
 
 
 def _output_name(probe: tuple[int, int, int], channels: int) -> str:

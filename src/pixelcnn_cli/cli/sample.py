@@ -201,18 +201,26 @@ def _targets(output_fname: str, animate: str | None) -> tuple[Path, Path | None]
 
 
 def _check_condition(spec: ModelSpec, condition: str | None, complete: bool, height: int | None, width: int | None) -> None:
-    """--condition goes with a prior conditioned on maps, and such a prior needs it."""
-    if spec.condition_codes and condition is None:
-        raise ConfigError(f"the prior is conditioned on {spec.condition_height}x{spec.condition_width} maps of "
-                          f"{spec.condition_codes} codes: give them with --condition FILE.npy")
+    """--condition goes with a prior conditioned on maps, and such a prior needs it (--complete
+    completes dataset maps, each under its own condition map)."""
     if condition is not None and not spec.condition_codes:
         raise ConfigError("--condition: this model reads no condition maps")
-    if condition is not None and (complete or height or width):
-        raise ConfigError("--condition: not with --complete, --height or --width yet (the condition fixes the size)")
+    if not spec.condition_codes:
+        return
+    if complete and condition is not None:
+        raise ConfigError("--condition: not with --complete (each map is completed under its own condition map)")
+    if not complete and condition is None:
+        raise ConfigError(f"the prior is conditioned on {spec.condition_height}x{spec.condition_width} maps of "
+                          f"{spec.condition_codes} codes: give them with --condition FILE.npy")
+    if height or width:
+        raise ConfigError(f"{'--height' if height else '--width'}: not for a prior conditioned on maps (its condition "
+                          f"network fills the training size, {spec.height}x{spec.width})")
 
 
 def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | None, frame_every: int | None) -> None:
     """New images: the grid, its summary line and, with ``movie``, the generation."""
+    from ..contracts import pack_context
+    from ..data.codes import read_conditions
     from ..images import levels_to_pictures, render_grid, save_png
     from ..sampling import draw_uniforms, grid_labels
 
@@ -222,9 +230,6 @@ def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | Non
         nrow = o.count
     total = labels.shape[0] if labels is not None else o.count
     if job.condition is not None:  # each sample's class and condition map, packed as its labels
-        from ..contracts import pack_context
-        from ..data.codes import read_conditions
-
         labels = pack_context(labels, read_conditions(job.condition, spec, total))
     uniforms = draw_uniforms(total, spec.channels, job.height, job.width, o.seed)
     levels = job.draw("sampling", total, labels, uniforms)
@@ -232,6 +237,8 @@ def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | Non
     save_png(render_grid(pictures, nrow, job.scale, row_names), job.target)
     what = (f"{o.count} per class, one row each" if per_class else f"label {o.label}" if o.label >= 0
             else "random labels" if spec.num_classes else "unconditional")
+    if job.condition is not None:
+        what = f"{what if spec.num_classes else 'no classes'}, given the condition maps of {job.condition}"
     common.out.print(f"wrote {total} {'code maps' if spec.codes else 'samples'} ({job.height}x{job.width}, {what}) to "
                      f"{_save_codes(job, levels)}{' (preview: ' + str(job.target) + ')' if spec.codes else ''}")
     if movie is not None:

@@ -21,19 +21,19 @@ from ..contracts import ModelSpec
 
 
 class ConditionNet(nn.Module):
-    """``(B, h, w)`` condition codes -> ``(B, dim, H, W)`` features of the target's size."""
+    """``(B, h, w)`` condition codes -> ``(B, dim, H, W)`` features of the target's size (the
+    training size; another for a causality check on a smaller image)."""
 
     def __init__(self, spec: ModelSpec, dim: int):
         super().__init__()
-        self.size = (spec.height, spec.width)
         self.embed = nn.Embedding(spec.condition_codes, dim)
         self.coarse = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ELU(), nn.Conv2d(dim, dim, 3, padding=1))
         self.fine = nn.Conv2d(dim, dim, 3, padding=1)
 
-    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+    def forward(self, condition: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         c = self.embed(condition.long()).movedim(-1, 1)  # (B, dim, h, w)
         c = c + self.coarse(c)
-        c = F.interpolate(c, size=self.size, mode="nearest")
+        c = F.interpolate(c, size=size, mode="nearest")
         return self.fine(F.elu(c))
 
 

@@ -45,14 +45,14 @@ class GatedPixelCNN(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head = OutputHead(arch.hidden_fmaps, arch.out_hidden_fmaps, c, spec.color_levels)
 
-    def condition_features(self, labels: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The classes and the condition map's features (``None`` without one) of a packed context."""
+    def condition_features(self, labels: torch.Tensor | None, size: tuple[int, int]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The classes and the condition map's features at ``size`` (``None`` without one) of a packed context."""
         classes, condition = split_context(labels, self.spec)
-        return classes, (None if condition is None else self.condition_net(condition))
+        return classes, (None if condition is None else self.condition_net(condition, size))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         v = h = x if self.embed is None else self.embed(x)
-        classes, features = self.condition_features(labels)
+        classes, features = self.condition_features(labels, x.shape[-2:])
         skip = 0.0
         for block in self.blocks:
             v, h, s = block(v, h, classes, features)
@@ -63,7 +63,7 @@ class GatedPixelCNN(nn.Module):
     def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
         """Cached per-layer state for fast sampling (see :mod:`.incremental`); same function as
         :meth:`forward`, one pixel at a time."""
-        classes, features = self.condition_features(labels)
+        classes, features = self.condition_features(labels, (height, width))
         return GatedIncrementalState(list(self.blocks), self.head, classes, count, height, width, self.embed, features)
 
     @property

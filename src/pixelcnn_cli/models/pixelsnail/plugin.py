@@ -118,13 +118,13 @@ class PixelSNAILOverCodes(nn.Module):
         self.condition_net = ConditionNet(spec, dim) if dim else None
         self.net = network(spec, options, options.nr_filters, spec.color_levels, dim)
 
-    def condition_features(self, labels: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The classes and the condition map's features (``None`` without one) of a packed context."""
+    def condition_features(self, labels: torch.Tensor | None, size: tuple[int, int]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The classes and the condition map's features at ``size`` (``None`` without one) of a packed context."""
         classes, condition = split_context(labels, self.spec)
-        return classes, (None if condition is None else self.condition_net(condition))
+        return classes, (None if condition is None else self.condition_net(condition, size))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        classes, features = self.condition_features(labels)
+        classes, features = self.condition_features(labels, x.shape[-2:])
         return self.net(self.embed(x), classes, features)[:, :, None]
 
     def data_init(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
@@ -132,12 +132,12 @@ class PixelSNAILOverCodes(nn.Module):
         if self.options.weight_norm:
             with torch.no_grad():
                 vectors = self.embed(x)
-                classes, features = self.condition_features(labels)
+                classes, features = self.condition_features(labels, x.shape[-2:])
             init_from_batch(self.net, vectors, classes, weight_norm_scales(self.net), *([] if features is None else [features]))
 
     def incremental_sampler(self, labels: torch.Tensor | None, count: int, height: int, width: int):
         """The cached state of :meth:`PixelSNAIL.incremental_sampler`, over code vectors."""
-        classes, features = self.condition_features(labels)
+        classes, features = self.condition_features(labels, (height, width))
         return PixelSNAILCodeState(self.net, self.embed, classes, count, height, width, features)
 
 
