@@ -1,6 +1,7 @@
-"""A tokeniser for the bundled digits, so that a prior over codes can be tried offline in minutes.
+"""A two-level tokeniser for the bundled digits, so that priors over codes, a conditioned one
+included, can be tried offline in minutes.
 
-    python examples/digit_codes.py fit digit-codes/            # k-means over 4x4 patches -> code maps
+    python examples/digit_codes.py fit digit-codes/            # k-means over patches -> two levels of code maps
     pixelcnn train --dataset codes --dataset-option path=digit-codes/train.npz \\
         --dataset-option test_path=digit-codes/test.npz --epochs 5 --run-name digit-prior
     pixelcnn sample -m runs/digit-prior --label 3 -c 16 -o digit-codes/threes.png
@@ -12,6 +13,12 @@ writes each digit as the 7x7 map of its patches' nearest centroids: ``train.npz`
 (``codes``, ``labels``, ``num_codes``, the layout ``--dataset codes`` reads), ``codebook.npy`` (the
 centroids) and ``reconstructions.png`` (test digits above their decoded maps). ``decode`` turns
 maps (``pixelcnn sample``'s ``.npy``) back into pictures: each code becomes its centroid patch.
+
+The second level is what the top one misses: the residual (the digit minus its decoded top map)
+cut into 2x2 patches, quantised by a codebook of its own into a 14x14 map per digit, written as
+``bottom-train.npz`` and ``bottom-test.npz`` with the top map as each map's ``condition`` (the
+hierarchical prior of VQ-VAE-2, whose bottom prior reads the top map), and
+``bottom-codebook.npy``. ``decode --bottom MAPS.npy`` adds the decoded bottom maps to the top ones.
 
 Why k-means over patches, not a small VQ-VAE: it is what a VQ-VAE's quantiser does to its
 encoder's outputs, with the identity for encoder and decoder, so the maps are real VQ code maps
@@ -33,19 +40,26 @@ from PIL import Image
 
 from pixelcnn_cli import registry
 
-PATCH = 4  # 28 = 7 x 4: a digit is a 7x7 map of codes
+PATCH = 4  # 28 = 7 x 4: a digit is a 7x7 map of top codes
+FINE = 2  # 28 = 14 x 2: its residual a 14x14 map of bottom codes
 
 
-def patches(images: torch.Tensor) -> torch.Tensor:
-    """``N x 28 x 28`` pixels in [0, 1] -> ``N x 7 x 7 x 16`` patches."""
+def patches(images: torch.Tensor, size: int = PATCH) -> torch.Tensor:
+    """``N x 28 x 28`` pixels -> ``N x 28/size x 28/size x size*size`` patches."""
     n, h, w = images.shape
-    return images.reshape(n, h // PATCH, PATCH, w // PATCH, PATCH).permute(0, 1, 3, 2, 4).reshape(n, h // PATCH, w // PATCH, -1)
+    return images.reshape(n, h // size, size, w // size, size).permute(0, 1, 3, 2, 4).reshape(n, h // size, w // size, -1)
 
 
-def unpatch(cells: torch.Tensor) -> torch.Tensor:
-    """``N x 7 x 7 x 16`` patches -> ``N x 28 x 28`` pixels."""
+def unpatch(cells: torch.Tensor, size: int = PATCH) -> torch.Tensor:
+    """``N x rows x cols x size*size`` patches -> ``N x rows*size x cols*size`` pixels."""
     n, rows, cols, _ = cells.shape
-    return cells.reshape(n, rows, cols, PATCH, PATCH).permute(0, 1, 3, 2, 4).reshape(n, rows * PATCH, cols * PATCH)
+    return cells.reshape(n, rows, cols, size, size).permute(0, 1, 3, 2, 4).reshape(n, rows * size, cols * size)
+
+
+def quantise(images: torch.Tensor, centroids: torch.Tensor, size: int) -> torch.Tensor:
+    """Each ``size x size`` patch of ``images`` as its nearest centroid's code: ``N x rows x cols``."""
+    cells = patches(images, size)
+    return nearest(cells.reshape(-1, size * size), centroids).reshape(cells.shape[:3])
 
 
 def nearest(points: torch.Tensor, centroids: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
@@ -95,58 +109,83 @@ def save_grid(pictures: torch.Tensor, path: Path, columns: int = 8) -> None:
     Image.fromarray(canvas).resize((canvas.shape[1] * 3, canvas.shape[0] * 3), Image.NEAREST).save(path)
 
 
-def fit(folder: Path, k: int, iterations: int, seed: int, limit: int | None) -> None:
+def fit(folder: Path, k: int, bottom_k: int, iterations: int, seed: int, limit: int | None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
     splits = {name: digits(name) for name in ("train", "test")}
     if limit:
         splits = {name: (images[:limit], labels[:limit]) for name, (images, labels) in splits.items()}
-    train_cells = patches(splits["train"][0])
-    centroids = kmeans(train_cells.reshape(-1, PATCH * PATCH), k, iterations, generator)
+    train = splits["train"][0]
+    centroids = kmeans(patches(train).reshape(-1, PATCH * PATCH), k, iterations, generator)
+    residual = train - unpatch(centroids[quantise(train, centroids, PATCH)])
+    fine = kmeans(patches(residual, FINE).reshape(-1, FINE * FINE), bottom_k, iterations, generator)
     np.save(folder / "codebook.npy", centroids.numpy())
+    np.save(folder / "bottom-codebook.npy", fine.numpy())
     for name, (images, labels) in splits.items():
-        cells = patches(images)
-        codes = nearest(cells.reshape(-1, PATCH * PATCH), centroids).reshape(cells.shape[:3])
-        np.savez(folder / f"{name}.npz", codes=codes.numpy().astype(np.int16), labels=labels.numpy(), num_codes=np.array(k))
-        error = (unpatch(centroids[codes]) - images).square().mean().item()
-        print(f"{name}: {len(images)} digits -> {tuple(codes.shape[1:])} maps of {k} codes; "
-              f"decoded mean squared error {error:.4f} (pixels in [0, 1]) -> {folder / (name + '.npz')}")
+        top = quantise(images, centroids, PATCH)
+        coarse = unpatch(centroids[top])
+        bottom = quantise(images - coarse, fine, FINE)
+        np.savez(folder / f"{name}.npz", codes=top.numpy().astype(np.int16), labels=labels.numpy(), num_codes=np.array(k))
+        np.savez(folder / f"bottom-{name}.npz", codes=bottom.numpy().astype(np.int16), labels=labels.numpy(),
+                 num_codes=np.array(bottom_k), condition=top.numpy().astype(np.int16), condition_codes=np.array(k))
+        error = (coarse - images).square().mean().item()
+        both = (coarse + unpatch(fine[bottom], FINE) - images).square().mean().item()
+        print(f"{name}: {len(images)} digits -> {tuple(top.shape[1:])} maps of {k} codes, decoded mean squared error "
+              f"{error:.4f} (pixels in [0, 1]) -> {folder / (name + '.npz')}; with the {tuple(bottom.shape[1:])} "
+              f"maps of {bottom_k} codes of its residual {both:.4f} -> {folder / ('bottom-' + name + '.npz')}")
     test_images = splits["test"][0][:16]
-    decoded = unpatch(centroids[nearest(patches(test_images).reshape(-1, PATCH * PATCH), centroids).reshape(-1, 7, 7)])
+    decoded = unpatch(centroids[quantise(test_images, centroids, PATCH)])
     save_grid(torch.cat([test_images[:8], decoded[:8], test_images[8:16], decoded[8:16]]), folder / "reconstructions.png")
-    print(f"wrote {folder / 'codebook.npy'} and {folder / 'reconstructions.png'} (rows: digits, their maps decoded)")
+    print(f"wrote {folder / 'codebook.npy'}, {folder / 'bottom-codebook.npy'} and {folder / 'reconstructions.png'} "
+          "(rows: digits, their top maps decoded)")
 
 
-def decode(maps_path: Path, codebook_path: Path, output: Path | None) -> None:
+def read_maps(path: Path, codebook: torch.Tensor, side: int) -> torch.Tensor:
+    maps = torch.from_numpy(np.load(path).astype(np.int64))
+    if maps.ndim != 3 or tuple(maps.shape[1:]) != (side, side) or maps.min() < 0 or maps.max() >= len(codebook):
+        raise SystemExit(f"error: {path} must hold N x {side} x {side} codes in 0..{len(codebook) - 1} (the codebook's)")
+    return maps
+
+
+def decode(maps_path: Path, codebook_path: Path, output: Path | None, bottom_path: Path | None = None,
+           bottom_codebook_path: Path | None = None) -> None:
     centroids = torch.from_numpy(np.load(codebook_path))
-    maps = torch.from_numpy(np.load(maps_path).astype(np.int64))
-    if maps.ndim != 3 or maps.min() < 0 or maps.max() >= len(centroids):
-        raise SystemExit(f"error: {maps_path} must hold N x H x W codes in 0..{len(centroids) - 1} (the codebook's)")
-    output = output or maps_path.with_name(maps_path.stem + "-decoded.png")
-    save_grid(unpatch(centroids[maps]), output)
-    print(f"decoded {len(maps)} maps to {output}")
+    pictures = unpatch(centroids[read_maps(maps_path, centroids, 28 // PATCH)])
+    if bottom_path is not None:
+        fine = torch.from_numpy(np.load(bottom_codebook_path or codebook_path.with_name("bottom-codebook.npy")))
+        bottom = read_maps(bottom_path, fine, 28 // FINE)
+        if len(bottom) != len(pictures):
+            raise SystemExit(f"error: {bottom_path} holds {len(bottom)} maps for {len(pictures)} top maps")
+        pictures = pictures + unpatch(fine[bottom], FINE)
+    output = output or (bottom_path or maps_path).with_name((bottom_path or maps_path).stem + "-decoded.png")
+    save_grid(pictures, output)
+    print(f"decoded {len(pictures)} maps{' with their bottom maps' if bottom_path is not None else ''} to {output}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    fitting = commands.add_parser("fit", help="fit the codebook and write the code maps")
+    fitting = commands.add_parser("fit", help="fit the codebooks and write the code maps of both levels")
     fitting.add_argument("folder", type=Path)
-    fitting.add_argument("--codes", type=int, default=64, help="K, the codebook size (default 64)")
+    fitting.add_argument("--codes", type=int, default=64, help="K, the top codebook's size (default 64)")
+    fitting.add_argument("--bottom-codes", type=int, default=64, help="the bottom codebook's size (default 64)")
     fitting.add_argument("--iterations", type=int, default=20, help="Lloyd's iterations (default 20)")
     fitting.add_argument("--seed", type=int, default=0)
     fitting.add_argument("--limit", type=int, default=None, help="only the first N digits of each split (a quick try)")
     decoding = commands.add_parser("decode", help="maps (.npy) -> pictures (.png)")
-    decoding.add_argument("maps", type=Path)
+    decoding.add_argument("maps", type=Path, help="top maps, N x 7 x 7")
     decoding.add_argument("--codebook", type=Path, required=True)
+    decoding.add_argument("--bottom", type=Path, default=None, help="their bottom maps, N x 14 x 14, added to them")
+    decoding.add_argument("--bottom-codebook", type=Path, default=None, help="[default: bottom-codebook.npy beside --codebook]")
     decoding.add_argument("-o", "--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.command == "fit":
-        if not 2 <= args.codes <= 4096:
-            parser.error("--codes must be between 2 and 4096")
-        fit(args.folder, args.codes, args.iterations, args.seed, args.limit)
+        for flag, value in (("--codes", args.codes), ("--bottom-codes", args.bottom_codes)):
+            if not 2 <= value <= 4096:
+                parser.error(f"{flag} must be between 2 and 4096")
+        fit(args.folder, args.codes, args.bottom_codes, args.iterations, args.seed, args.limit)
     else:
-        decode(args.maps, args.codebook, args.output)
+        decode(args.maps, args.codebook, args.output, args.bottom, args.bottom_codebook)
     return 0
 
 

@@ -48,6 +48,10 @@ def test_the_example_runs_end_to_end(example, cli, tmp_path, capsys):
     assert train["codes"].shape == (200, 7, 7) and int(train["num_codes"]) == 16 and train["codes"].max() < 16
     error = float(said.split("decoded mean squared error ")[1].split()[0])
     assert error < 0.05  # the maps keep the digits (their mean square is about 0.1)
+    both = float(said.split("of its residual ")[1].split()[0])
+    assert both < error / 2  # the bottom level adds what the top one misses
+    bottom = np.load(folder / "bottom-train.npz")
+    assert bottom["codes"].shape == (200, 14, 14) and np.array_equal(bottom["condition"], train["codes"])
     trained = cli("train", "--dataset", "codes", "--dataset-option", f"path={folder / 'train.npz'}",
                   "--dataset-option", f"test_path={folder / 'test.npz'}", "--epochs", "1", "--epoch-samples", "0",
                   "--device", "cpu", "--run-name", "digit-prior", *TINY)
@@ -57,6 +61,23 @@ def test_the_example_runs_end_to_end(example, cli, tmp_path, capsys):
     assert example.main(["decode", str(folder / "threes.npy"), "--codebook", str(folder / "codebook.npy")]) == 0
     decoded = Image.open(folder / "threes-decoded.png")
     assert decoded.mode == "L" and decoded.size == (3 * (4 * 30 + 2), 3 * 32)  # 4 digits of 28 + 2 gaps, scaled 3x
+    lower = cli("train", "--dataset", "codes", "--dataset-option", f"path={folder / 'bottom-train.npz'}",
+                "--dataset-option", f"test_path={folder / 'bottom-test.npz'}", "--epochs", "1", "--epoch-samples", "0",
+                "--device", "cpu", "--run-name", "digit-bottom", *TINY)
+    assert lower.exit_code == 0, lower.stderr
+    sampled = cli("sample", "-m", tmp_path / "runs" / "digit-bottom", "--label", "3", "-c", "4",
+                  "--condition", str(folder / "threes.npy"), "-o", str(folder / "bottom.png"))
+    assert sampled.exit_code == 0, sampled.stderr
+    assert np.load(folder / "bottom.npy").shape == (4, 14, 14)
+    assert example.main(["decode", str(folder / "threes.npy"), "--codebook", str(folder / "codebook.npy"),
+                         "--bottom", str(folder / "bottom.npy"), "-o", str(folder / "both.png")]) == 0
+    top_only = np.asarray(Image.open(folder / "threes-decoded.png"))
+    with_bottom = np.asarray(Image.open(folder / "both.png"))
+    assert with_bottom.shape == top_only.shape and not np.array_equal(with_bottom, top_only)
+    with pytest.raises(SystemExit, match="holds 4 maps for 1 top maps"):
+        np.save(folder / "one.npy", np.load(folder / "threes.npy")[:1])
+        example.main(["decode", str(folder / "one.npy"), "--codebook", str(folder / "codebook.npy"), "--bottom",
+                      str(folder / "bottom.npy")])
     with pytest.raises(SystemExit, match="codes in 0..15"):
         np.save(folder / "bad.npy", np.full((1, 7, 7), 16))
         example.main(["decode", str(folder / "bad.npy"), "--codebook", str(folder / "codebook.npy")])
