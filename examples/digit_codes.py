@@ -135,9 +135,11 @@ def fit(folder: Path, k: int, bottom_k: int, iterations: int, seed: int, limit: 
               f"maps of {bottom_k} codes of its residual {both:.4f} -> {folder / ('bottom-' + name + '.npz')}")
     test_images = splits["test"][0][:16]
     decoded = unpatch(centroids[quantise(test_images, centroids, PATCH)])
-    save_grid(torch.cat([test_images[:8], decoded[:8], test_images[8:16], decoded[8:16]]), folder / "reconstructions.png")
+    refined = decoded + unpatch(fine[quantise(test_images - decoded, fine, FINE)], FINE)
+    rows = [part for half in (slice(0, 8), slice(8, 16)) for part in (test_images[half], decoded[half], refined[half])]
+    save_grid(torch.cat(rows), folder / "reconstructions.png")
     print(f"wrote {folder / 'codebook.npy'}, {folder / 'bottom-codebook.npy'} and {folder / 'reconstructions.png'} "
-          "(rows: digits, their top maps decoded)")
+          "(rows: digits, their top maps decoded, with their bottom maps)")
 
 
 def read_maps(path: Path, codebook: torch.Tensor, side: int) -> torch.Tensor:

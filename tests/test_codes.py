@@ -330,6 +330,7 @@ def test_condition_maps_load_train_evaluate_and_score(cli, tmp_path):
                       *options, "--epochs", "1", "--batch-size", "8", "--epoch-samples", "3", "--device", "cpu",
                       "--run-name", model)
         assert trained.exit_code == 0, trained.stderr
+        assert "6x6 maps of 12 codes, given 3x3 maps of 5 codes" in trained.stdout + trained.stderr
         folder = tmp_path / "runs" / model
         assert json.loads((folder / "config.json").read_text())["spec"]["condition_codes"] == 5
         assert (folder / "samples" / "epoch_001.png").exists()  # drawn given the first test maps' conditions

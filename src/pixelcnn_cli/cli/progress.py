@@ -51,8 +51,11 @@ class TrainingProgress(Callback):
     def on_train_start(self, info: RunInfo, model: nn.Module) -> None:
         c = info.config
         self.unit = "bits/code" if info.spec.codes else "bits/dim"
-        shape = (f"{info.spec.height}x{info.spec.width} maps of {c.color_levels} codes" if info.spec.codes else
-                 f"{info.spec.channels}x{info.spec.height}x{info.spec.width}, {c.color_levels} levels")
+        s = info.spec
+        shape = (f"{s.height}x{s.width} maps of {c.color_levels} codes" if s.codes else
+                 f"{s.channels}x{s.height}x{s.width}, {c.color_levels} levels")
+        if s.condition_codes:
+            shape += f", given {s.condition_height}x{s.condition_width} maps of {s.condition_codes} codes"
         self.console.print(
             f"run folder {info.run_dir} · {c.dataset} ({info.train_images} train / {info.test_images} test, "
             f"{shape}) · model {c.model} "

@@ -52,7 +52,7 @@ def sample(
     indices: Annotated[Optional[str], typer.Option(help="With --complete: test images of the checkpoint's dataset to complete, e.g. 0,5,7 [default: random ones, by --seed]")] = None,
     sources: Annotated[int, typer.Option(help="With --complete: how many random test images to complete when neither --indices nor --images is given")] = COMPLETION_SOURCES,
     keep_rows: Annotated[Optional[int], typer.Option(help="With --complete: rows kept from the top of each image [default: half]")] = None,
-    condition: Annotated[Optional[str], typer.Option(help="A prior conditioned on maps: a .npy of its condition maps, one per sample or one for all")] = None,
+    condition: Annotated[Optional[str], typer.Option(help="A prior conditioned on maps: a .npy of its condition maps, one per sample or one for all (--complete uses each test map's own)")] = None,
     dataset: Dataset = None,
     split: Split = "test",
     dataset_option: DatasetOptions = None,
