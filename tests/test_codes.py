@@ -14,8 +14,9 @@ from conftest import TINY, one_error_line
 from pixelcnn_cli import sampling
 from pixelcnn_cli.causality import check_causality, condition_reach, full_view_size
 from pixelcnn_cli.config import ArchitectureConfig
-from pixelcnn_cli.contracts import ModelSpec, pack_context
+from pixelcnn_cli.contracts import ImageData, ModelSpec, pack_context
 from pixelcnn_cli.data.codes import Codes, CodesOptions
+from pixelcnn_cli.datachoice import check_fits
 from pixelcnn_cli.errors import DataError
 from pixelcnn_cli.images import code_palette
 from pixelcnn_cli.inspection import condition_summary
@@ -361,6 +362,32 @@ def test_condition_maps_load_train_evaluate_and_score(cli, tmp_path):
     for model in ("gated", "pixelsnail"):
         completes_under_own_condition(cli, tmp_path, tmp_path / "runs" / model, data)
     scores_under_any_class(cli, tmp_path, gated)
+    np.savez(tmp_path / "flat.npz", codes=codes)  # the same maps without their condition
+    flat = ["--dataset", "codes", "--dataset-option", f"path={tmp_path / 'flat.npz'}"]
+    for command in (["eval", "-m", gated], ["score", "-m", gated], ["sample", "-m", gated, "--complete"]):
+        assert "codes has no condition maps, and the prior reads 3x3 maps of 5 codes" in one_error_line(cli(*command, *flat))
+    assert "mnist-sample holds pictures, and the model is a prior over 12 codes" in one_error_line(
+        cli("eval", "-m", gated, "--dataset", "mnist-sample"))
+
+
+@pytest.mark.parametrize("data, spec, message", [
+    (dict(codes=12), dict(), "holds code maps, and the model is a model of pictures"),
+    (dict(codes=20), dict(codes=True), "has 20 codes but the prior knows 12"),
+    (dict(codes=12, condition_codes=5, condition_height=3, condition_width=3), dict(codes=True),
+     "has condition maps, which this prior does not read"),
+    (dict(codes=12, condition_codes=5, condition_height=2, condition_width=2), dict(codes=True, condition_codes=5),
+     "condition maps are 2x2; the prior reads 3x3 maps of 5 codes"),
+    (dict(codes=12, condition_codes=9, condition_height=3, condition_width=3), dict(codes=True, condition_codes=5),
+     "condition maps have 9 codes; the prior reads 3x3 maps of 5 codes"),
+    (dict(codes=12, condition_codes=5, condition_height=3, condition_width=3, height=8), dict(codes=True, condition_codes=5),
+     "maps are 8x6; the prior, conditioned on maps laid over its training size, takes 6x6"),
+])
+def test_data_a_trained_prior_cannot_read_is_a_clear_error(data, spec, message):
+    data = ImageData(1, data.pop("height", 6), 6, None, [], [], **data)
+    side = 3 if spec.get("condition_codes") else 0
+    spec = ModelSpec(1, 6, 6, K, 0, **spec, condition_height=side, condition_width=side)
+    with pytest.raises(DataError, match=message):
+        check_fits("maps", data, spec)
 
 
 def completes_under_own_condition(cli, tmp_path, folder, data):

@@ -9,7 +9,7 @@ import torch
 
 from .config import TrainConfig
 from .contracts import ModelSpec, pack_context, split_context
-from .datachoice import DataChoice, split_of
+from .datachoice import DataChoice, check_fits, split_of
 from .data.quantize import data_levels
 from .errors import ConfigError, DataError
 from .images import fit_pictures, read_image_files
@@ -37,8 +37,7 @@ def dataset_sources(config: TrainConfig, choice: DataChoice, indices: list[int] 
     or ``count`` random ones (by ``seed``)."""
     name, split = choice.name(config), choice.split
     data = choice.load(config)
-    if data.channels != spec.channels:
-        raise DataError(f"{name} has {data.channels} channels but the model has {spec.channels}")
+    check_fits(name, data, spec)
     part = split_of(data, split)
     total = len(part)
     if total == 0:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .contracts import ModelSpec, split_context, with_classes
-from .datachoice import SPLITS, DataChoice, split_of
+from .datachoice import SPLITS, DataChoice, check_fits, split_of
 from .errors import ConfigError, DataError
 from .evaluation import nll_terms
 from .images import PICTURE_EXTENSIONS, PictureError, read_picture
@@ -203,6 +203,7 @@ def dataset_source(choice: DataChoice, config, spec: ModelSpec, batch_size: int,
     name = name or choice.name(config)
     split = split or choice.split
     data = choice.load(config, name)
+    check_fits(name, data, spec)
     if (data.channels, data.height, data.width) != (spec.channels, spec.height, spec.width):
         raise DataError(f"{name} images are {data.channels}x{data.height}x{data.width}; the model takes "
                         f"{spec.channels}x{spec.height}x{spec.width} (score picture files to have them fitted)")

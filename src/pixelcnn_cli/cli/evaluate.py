@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from ..datachoice import DataChoice
-from ..errors import DataError
 from . import common
 from .common import device_from_flags, parse_key_values, user_errors
 from .options import Cuda, DataDir, Dataset, DatasetOptions, Device, Download, EvalModelPath, EvalTf32, RunsDir, Split
@@ -34,17 +33,14 @@ def eval_command(
     choice = DataChoice(dataset, split, parse_key_values(dataset_option, "--dataset-option"), data_dir, download)
     # torch loads here, not at import: --help and completion stay quick
     from ..data.batches import make_loader
-    from ..datachoice import split_of
+    from ..datachoice import check_fits, split_of
     from ..evaluation import evaluate, figure_of
     from .checkpoint_choice import load_model
 
     model, spec, config, path, torch_device = load_model(model_path, runs_dir, device_from_flags(device, cuda))
     name = choice.name(config)
     data = choice.load(config)
-    if data.channels != spec.channels:
-        raise DataError(f"{name} has {data.channels} channels but the model was trained on {spec.channels}")
-    if spec.num_classes and data.num_classes > spec.num_classes:
-        raise DataError(f"{name} has {data.num_classes} classes but the model knows {spec.num_classes}")
+    check_fits(name, data, spec)
     loader = make_loader(split_of(data, split), batch_size, False)
     result = evaluate(model, loader, spec, torch_device, tf32=tf32)
     figure = figure_of(spec, conditional=bool(spec.num_classes))
