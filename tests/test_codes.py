@@ -353,6 +353,10 @@ def test_condition_maps_load_train_evaluate_and_score(cli, tmp_path):
     assert "holds 4 condition maps for 6 samples" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "tops.npy", "-c", "6"))
     np.save(tmp_path / "wide.npy", np.zeros((1, 4, 4), np.int16))
     assert "the prior reads N x 3 x 3" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "wide.npy"))
+    assert "--condition: no such file" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "none.npy"))
+    np.save(tmp_path / "one.npy", np.zeros((3, 3), np.int64))  # one map, no N: one for all
+    one = cli("sample", "-m", gated, "--condition", tmp_path / "one.npy", "-c", "2", "-o", "one.png")
+    assert one.exit_code == 0 and "warning" not in one.stderr, one.stderr  # the mapped file is copied, not written
     np.save(tmp_path / "high.npy", np.full((1, 3, 3), 9))
     assert "outside 0..4" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "high.npy"))
     assert "not with --complete" in one_error_line(cli("sample", "-m", gated, "--complete", "--condition", tmp_path / "tops.npy"))

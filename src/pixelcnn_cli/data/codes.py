@@ -283,6 +283,8 @@ def read_conditions(path: str | Path, spec: Any, count: int) -> torch.Tensor:
     path = Path(path).expanduser()
     if path.suffix != ".npy":
         raise DataError(f"--condition: {path} is not a .npy file of condition maps")
+    if not path.is_file():
+        raise DataError(f"--condition: no such file: {path}")
     maps = _open(path, "condition")
     shape = (spec.condition_height, spec.condition_width)
     if maps.ndim == 2:
@@ -295,4 +297,4 @@ def read_conditions(path: str | Path, spec: Any, count: int) -> torch.Tensor:
     low, high = _code_range(maps)
     if low < 0 or high >= spec.condition_codes:
         raise DataError(f"--condition: {path} holds code {low if low < 0 else high}, outside 0..{spec.condition_codes - 1}")
-    return torch.from_numpy(np.asarray(maps, dtype=np.int64)).expand(count, *shape).contiguous()
+    return torch.from_numpy(np.array(maps, dtype=np.int64)).expand(count, *shape).contiguous()  # a copy: the file stays read-only
