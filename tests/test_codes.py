@@ -355,8 +355,11 @@ def test_condition_maps_load_train_evaluate_and_score(cli, tmp_path):
     assert "the prior reads N x 3 x 3" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "wide.npy"))
     assert "--condition: no such file" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "none.npy"))
     np.save(tmp_path / "one.npy", np.zeros((3, 3), np.int64))  # one map, no N: one for all
-    one = cli("sample", "-m", gated, "--condition", tmp_path / "one.npy", "-c", "2", "-o", "one.png")
-    assert one.exit_code == 0 and "warning" not in one.stderr, one.stderr  # the mapped file is copied, not written
+    one = cli("sample", "-m", gated, "--condition", tmp_path / "one.npy", "-c", "2", "-o", "two.png")
+    assert one.exit_code == 0 and np.load(tmp_path / "two.npy").shape == (2, 6, 6), one.stderr
+    assert "which is the --condition file" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "one.npy",
+                                                                 "-o", tmp_path / "one.png"))
+    assert np.load(tmp_path / "one.npy").shape == (3, 3)  # the condition file is left as it was
     np.save(tmp_path / "high.npy", np.full((1, 3, 3), 9))
     assert "outside 0..4" in one_error_line(cli("sample", "-m", gated, "--condition", tmp_path / "high.npy"))
     assert "not with --complete" in one_error_line(cli("sample", "-m", gated, "--complete", "--condition", tmp_path / "tops.npy"))

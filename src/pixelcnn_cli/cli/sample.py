@@ -92,7 +92,7 @@ def sample(
 
     target, movie = _targets(options.output_fname, animate)  # before minutes of sampling, not after
     model, spec, train_config, path, torch_device = load_model(options.model_path, runs_dir, options.device)
-    _check_condition(spec, condition, complete, height, width)
+    _check_condition(spec, condition, complete, height, width, target)
     job = _Job(model, spec, options.height or spec.height, options.width or spec.width, options, sampler, tf32,
                scale, target, condition)
     seed_everything(options.seed)
@@ -200,7 +200,8 @@ def _targets(output_fname: str, animate: str | None) -> tuple[Path, Path | None]
     return target, movie
 
 
-def _check_condition(spec: ModelSpec, condition: str | None, complete: bool, height: int | None, width: int | None) -> None:
+def _check_condition(spec: ModelSpec, condition: str | None, complete: bool, height: int | None, width: int | None,
+                     target: Path) -> None:
     """--condition goes with a prior conditioned on maps, and such a prior needs it (--complete
     completes dataset maps, each under its own condition map)."""
     if condition is not None and not spec.condition_codes:
@@ -215,6 +216,9 @@ def _check_condition(spec: ModelSpec, condition: str | None, complete: bool, hei
     if height or width:
         raise ConfigError(f"{'--height' if height else '--width'}: not for a prior conditioned on maps (its condition "
                           f"network fills the training size, {spec.height}x{spec.width})")
+    if condition is not None and target.with_suffix(".npy").resolve() == Path(condition).expanduser().resolve():
+        raise ConfigError(f"-o/--output: the maps would go to {target.with_suffix('.npy')}, which is the --condition "
+                          "file; give the grid another name")
 
 
 def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | None, frame_every: int | None) -> None:
