@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from conftest import TINY, one_error_line
 
 from pixelcnn_cli import sampling
@@ -373,6 +374,9 @@ def test_condition_maps_load_train_evaluate_and_score(cli, tmp_path):
     flat = ["--dataset", "codes", "--dataset-option", f"path={tmp_path / 'flat.npz'}"]
     for command in (["eval", "-m", gated], ["score", "-m", gated], ["sample", "-m", gated, "--complete"]):
         assert "codes has no condition maps, and the prior reads 3x3 maps of 5 codes" in one_error_line(cli(*command, *flat))
+    Image.new("L", (6, 6)).save(tmp_path / "picture.png")
+    for flags in ([tmp_path / "picture.png"], ["--compare", tmp_path / "picture.png"]):
+        assert "the model is a prior over 12 codes, not pictures" in one_error_line(cli("score", "-m", gated, *flags))
     assert "mnist-sample holds pictures, and the model is a prior over 12 codes" in one_error_line(
         cli("eval", "-m", gated, "--dataset", "mnist-sample"))
 

@@ -186,6 +186,9 @@ def choose_source(images: list[str] | None, choice: DataChoice, config, spec: Mo
     """Picture files and folders, or else the chosen dataset split (the checkpoint's dataset by default)."""
     if not images:
         return dataset_source(choice, config, spec, batch_size)
+    if spec.codes:
+        raise ConfigError(f"{', '.join(images)}: the model is a prior over {spec.color_levels} codes, not pictures; score "
+                          "code maps of a dataset (--dataset codes --dataset-option path=FILE)")
     files = picture_files(images)
     source = ImageSource(", ".join(images), (), len(files), False)
 

@@ -60,13 +60,14 @@ def score(
     target = check_png_target(histogram or "bits-histogram.png") if compare else None
     model, spec, config, path, torch_device = load_model(model_path, runs_dir, device_from_flags(device, cuda))
     main = scoring.choose_source(images, choice, config, spec, batch_size, strict, _skipped)
+    # the other set is opened (and checked) before minutes of scoring the first; its batches are read later
+    other = scoring.compare_source(compare, images, choice, config, spec, batch_size, strict, _skipped) if compare else None
     rows, figure = _score_all(scoring, model, spec, main, torch_device, label, marginal, tf32)
     _write_rows(rows, output, figure)
     bits = [row.bits_per_dim for row in rows]
     summary_out = common.out if output else common.err
     summary_out.print(_summary_line(main.name, scoring.summary(bits), main.skipped, figure), markup=False)
-    if compare:
-        other = scoring.compare_source(compare, images, choice, config, spec, batch_size, strict, _skipped)
+    if other is not None:
         other_rows, other_figure = _score_all(scoring, model, spec, other, torch_device, label, marginal, tf32)
         other_bits = [row.bits_per_dim for row in other_rows]
         summary_out.print(_summary_line(other.name, scoring.summary(other_bits), other.skipped, other_figure),
