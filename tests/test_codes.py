@@ -370,6 +370,17 @@ def test_condition_maps_load_train_evaluate_and_score(cli, tmp_path):
     for model in ("gated", "pixelsnail"):
         completes_under_own_condition(cli, tmp_path, tmp_path / "runs" / model, data)
     scores_under_any_class(cli, tmp_path, gated)
+    np.savez(tmp_path / "classless.npz", codes=codes, condition=condition)  # a conditioned prior without classes
+    trained = cli("train", "--dataset", "codes", "--dataset-option", f"path={tmp_path / 'classless.npz'}", *TINY, "--epochs", "1",
+                  "--batch-size", "8", "--epoch-samples", "0", "--device", "cpu", "--run-name", "classless")
+    assert trained.exit_code == 0, trained.stderr
+    record = json.loads(cli("eval", "-m", tmp_path / "runs" / "classless", "--json").stdout)
+    assert record["likelihood"] == "-log p(x|c)" and "given its condition map" in record["description"]
+    assert cli("score", "-m", tmp_path / "runs" / "classless", "-o", "classless.csv").exit_code == 0
+    rows = (tmp_path / "classless.csv").read_text().splitlines()[1:]
+    mean = np.mean([float(row.split(",")[3]) for row in rows])
+    assert abs(mean - record["bits_per_code"]) < 1e-4  # scored under each map's condition, as eval scores it
+    assert "the prior has no classes" in one_error_line(cli("score", "-m", tmp_path / "runs" / "classless", "--label", "0"))
     np.savez(tmp_path / "flat.npz", codes=codes)  # the same maps without their condition
     flat = ["--dataset", "codes", "--dataset-option", f"path={tmp_path / 'flat.npz'}"]
     for command in (["eval", "-m", gated], ["score", "-m", gated], ["sample", "-m", gated, "--complete"]):

@@ -32,9 +32,13 @@ class EvalResult:
 
 def figure_of(spec: ModelSpec, conditional: bool) -> dict[str, str | bool | int]:
     """What a likelihood figure is, so nobody compares a conditional 2-level figure with an
-    unconditional 256-level one: ``-log p(x|y)`` or ``-log p(x)``, and the colour levels."""
-    what = "-log p(x|y)" if conditional else "-log p(x)"
-    kind = "class-conditional" if conditional else "unconditional" if not spec.num_classes else "marginal over classes"
+    unconditional 256-level one: ``-log p(x|y)`` or ``-log p(x)`` (``p(x|y,c)``, ``p(x|c)`` for a
+    prior conditioned on maps), and the colour levels."""
+    given = spec.condition_codes > 0  # a prior conditioned on maps: c, each map's condition
+    what = "-log p(x|y" + (",c)" if given else ")") if conditional else "-log p(x|c)" if given else "-log p(x)"
+    kinds = ["class-conditional" if conditional else "marginal over classes" if spec.num_classes else
+             "" if given else "unconditional", "given its condition map" if given else ""]
+    kind = ", ".join(k for k in kinds if k)
     of = f"{spec.color_levels} codes" if spec.codes else f"{spec.color_levels} colour levels"
     return {"likelihood": what, "conditional": conditional, "color_levels": spec.color_levels, "codes": spec.codes,
             "description": f"{what} ({kind}), {of}", **units(spec)}

@@ -51,9 +51,9 @@ def label_mode(spec: ModelSpec, label: int | None, marginal: bool, has_labels: b
         raise ConfigError("--label and --marginal: give one or the other")
     if not spec.num_classes:
         if label is not None or marginal:
-            raise ConfigError(f"{'--label' if label is not None else '--marginal'}: the model is unconditional (no classes)"
-                              if not spec.condition_codes else
-                              f"{'--label' if label is not None else '--marginal'}: the prior has no classes (only its condition maps)")
+            why = "the prior has no classes (only its condition maps)" if spec.condition_codes else \
+                "the model is unconditional (no classes)"
+            raise ConfigError(f"{'--label' if label is not None else '--marginal'}: {why}")
         return "none"
     if label is not None:
         if not 0 <= label < spec.num_classes:
@@ -212,7 +212,9 @@ def dataset_source(choice: DataChoice, config, spec: ModelSpec, batch_size: int,
                         f"{spec.channels}x{spec.height}x{spec.width} (score picture files to have them fitted)")
     part = split_of(data, split)
     labelled = bool(data.num_classes) and bool(spec.num_classes) and data.num_classes <= spec.num_classes
-    return ImageSource(f"{name} {split}", dataset_batches(part, split, batch_size, labelled), len(part), labelled)
+    # a prior conditioned on maps is given each map's context (its class, if any, and its condition) always
+    batches = dataset_batches(part, split, batch_size, labelled or bool(spec.condition_codes))
+    return ImageSource(f"{name} {split}", batches, len(part), labelled)
 
 
 def compare_source(compare: str, images: list[str] | None, choice: DataChoice, config, spec: ModelSpec,
