@@ -27,7 +27,9 @@ show) instead of the 28x28 digits.
 ``--against SRC`` compares with other code side by side in one run: the split is timed in
 ``--rounds`` pairs of fresh processes, alternating this checkout's ``src/`` and ``SRC`` (another
 checkout's ``src/``, e.g. a ``git worktree`` of an older commit), and the medians and their
-ratio are printed, so that a slower or busier machine moves both alike.
+ratio are printed, so that a slower or busier machine moves both alike. Only training is
+timed there (``--no-eval``), so code from before the evaluation API took a ``ModelSpec`` (up to
+PixelSNAIL's arrival) can be timed too.
 
 The phases are timed with a device sync between them (that is what timing them needs); the
 real loop waits for the device only every ``--log-every`` steps. The trainer runs show what
@@ -235,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="--log-every of the trainer runs, one run each [default: 1 20]")
     parser.add_argument("--split", action=argparse.BooleanOptionalAction, default=True,
                         help="time the step phase by phase, and evaluation [default: yes]")
+    parser.add_argument("--eval", action=argparse.BooleanOptionalAction, default=True,
+                        help="time evaluation as well [default: yes; --against times training only]")
     parser.add_argument("--torchrun", type=int, default=0, metavar="N",
                         help="launch the trainer runs with torchrun on N processes [default: no torchrun]")
     parser.add_argument("--threads", type=int, help="torch intra-op threads [default: torch's]")
@@ -262,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"machine": info, "model": model, "pixelcnn_cli": str(Path(pixelcnn_cli.__file__).parent)}
     if args.split:
         report["training"] = measure_training(data, spec, device, batch_size, args.steps, args.warmup, config)
-        report["eval"] = measure_eval(data, spec, device, args.eval_batch_size, args.eval_batches, config)
+        if args.eval:
+            report["eval"] = measure_eval(data, spec, device, args.eval_batch_size, args.eval_batches, config)
     if args.trainer:
         if args.threads or args.torchrun:  # torchrun's processes share the cores: one thread each by default
             os.environ["OMP_NUM_THREADS"] = str(args.threads or 1)
@@ -278,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{info['torch_threads']} torch threads · load {info['load_average_1min_before']} -> {info.get('load_average_1min_after')}")
     print(f"model: {report['model']} · code: {report['pixelcnn_cli']}")
     if args.split:
-        print_split(report["training"], report["eval"])
+        print_split(report["training"], report.get("eval"))
     for tr in report.get("trainer", []):
         if "error" in tr:
             print(f"pixelcnn train: failed: {tr['error']}")
@@ -310,7 +315,7 @@ def compare(args, argv: list[str]) -> int:
     if not (Path(theirs) / "pixelcnn_cli").is_dir():
         print(f"--against: {theirs} holds no pixelcnn_cli package (give a checkout's src/ folder)", file=sys.stderr)
         return 2
-    command = [sys.executable, str(Path(__file__).resolve()), *without_against(argv), "--no-trainer", "--json"]
+    command = [sys.executable, str(Path(__file__).resolve()), *without_against(argv), "--no-trainer", "--no-eval", "--json"]
     speeds: dict[str, list[float]] = {ours: [], theirs: []}
     for round_ in range(args.rounds):
         for src in (ours, theirs) if round_ % 2 == 0 else (theirs, ours):  # ABBA: drift moves both alike
@@ -327,13 +332,14 @@ def compare(args, argv: list[str]) -> int:
     return 0
 
 
-def print_split(t: dict, e: dict) -> None:
+def print_split(t: dict, e: dict | None) -> None:
     print(f"training, batch {t['batch_size']}, {t['steps']} steps: {t['images_per_second']:.1f} images/s "
           f"({t['seconds_per_step'] * 1000:.1f} ms per step)")
     print(f"  {'phase':10} {'ms/step':>9} {'share':>7}")
     for phase in PHASES:
         print(f"  {phase:10} {t['phase_seconds_per_step'][phase] * 1000:>9.1f} {t['phase_share'][phase]:>7.1%}")
-    print(f"eval, batch {e['batch_size']}: {e['images_per_second']:.1f} images/s (forward and NLL, no gradients)")
+    if e:
+        print(f"eval, batch {e['batch_size']}: {e['images_per_second']:.1f} images/s (forward and NLL, no gradients)")
 
 
 if __name__ == "__main__":
