@@ -67,6 +67,16 @@ def test_a_real_run_its_curves_and_the_commands(cli, tmp_path):
         assert (np.abs(pixels - rgb).sum(axis=1) < 30).sum() > 50, colour
 
 
+def test_a_pipe_gets_every_name_whole(cli, tmp_path):
+    """Off a terminal the table is as wide as its cells, not squeezed into 80 columns with ellipses."""
+    name = "a-run-with-a-name-long-enough-that-80-columns-would-cut-it"
+    fake_run(tmp_path / "runs", name, 3, 3, dataset="some-dataset-of-mine", model="pixelsnail", preset="pixelsnail-cpu")
+    table = cli("runs").stdout
+    rows = [line for line in table.splitlines() if name in line]
+    assert len(rows) == 1 and "some-dataset-of-mine" in rows[0] and "pixelsnail (pixelsnail-cpu)" in rows[0], table
+    assert "…" not in table and len(rows[0]) > 80
+
+
 def test_errors(cli, tmp_path):
     lines = cli("plot", "nope").stderr.splitlines()
     assert lines == ["error: no run 'nope': neither a run folder nor a run under runs/ (see `pixelcnn runs`)"]

@@ -28,6 +28,17 @@ def refresh_consoles() -> None:
     err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
+def print_whole(renderable) -> None:
+    """Print on stdout; off a terminal (a pipe, a log) as wide as ``renderable`` needs, so a table's
+    cells stay whole (rich would squeeze it into 80 columns with ellipses and `grep` would miss them)."""
+    if not out.is_terminal:
+        needed = out.measure(renderable, options=out.options.update_width(10_000)).maximum
+        if needed > out.width:  # print caps a width at the console's own, hence a console this wide
+            Console(file=out.file, highlight=False, soft_wrap=True, width=needed).print(renderable)
+            return
+    out.print(renderable)
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print ``error: message`` (one line per problem) on stderr and exit with ``code``."""
     for line in str(message).splitlines() or [""]:

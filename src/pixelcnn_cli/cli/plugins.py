@@ -54,7 +54,7 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Print the list
             status = f"[red]error[/]: {escape(row['error'] or '')}"
         table.add_row(row["name"], row["group"], row["distribution"] or f"- ({row['entry_point']})",
                       row["version"] or "-", status)
-    common.out.print(table)
+    common.print_whole(table)
     broken = sum(1 for row in rows if row["status"] == "error")
     if broken:
         common.out.print(f"{broken} plugin(s) failed; every other plugin and command works without them")

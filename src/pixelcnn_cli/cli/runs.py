@@ -44,7 +44,7 @@ def runs(
         state = f"[{STATE_STYLES.get(r.state, 'white')}]{r.state}[/]"
         when = datetime.fromtimestamp(r.updated).strftime("%m-%d %H:%M")
         table.add_row(r.name, r.dataset, model, f"{r.epochs_done}/{r.epochs_planned}", best, state, when)
-    common.out.print(table)
+    common.print_whole(table)  # `pixelcnn runs | grep` finds a run by its name, dataset or preset
 
 
 @user_errors

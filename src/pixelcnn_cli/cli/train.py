@@ -182,7 +182,7 @@ def _print_result(result) -> None:
         mark = " *" if result.best is m else ""
         table.add_row(str(m.epoch), f"{m.train_bits_per_dim:.4f}", f"{m.test_bits_per_dim:.4f}{mark}",
                       f"{m.test_nats_per_image:.2f}", f"{m.images_per_second:,.0f}", f"{m.seconds:.1f}")
-    common.out.print(table)
+    common.print_whole(table)
     best = result.best
     if best is not None:
         common.out.print(f"best: epoch {best.epoch}, test {best.test_bits_per_dim:.4f} {unit} -> {result.run_dir / 'checkpoints' / 'best.pt'}")
