@@ -111,7 +111,7 @@ def test_options_from_a_config_file_and_flags(cli, tmp_path):
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("colour=red", "error: dataset_options.colour: unknown option"),
+        ("colour=red", "error: dataset_options.colour: unknown option (it takes: classes, count, size)"),
         ("size=huge", "error: dataset_options.size: Input should be a valid integer"),
         ("size=1", "error: dataset_options.size: Input should be greater than or equal to 2"),
         ("size", "error: --dataset-option: expected key=value, got 'size'"),
@@ -126,4 +126,4 @@ def test_bad_plugin_option_is_one_line(cli, tmp_path, option, message):
 
 def test_options_for_a_plugin_that_takes_none(cli):
     line = one_error_line(cli("train", "--dataset", "mnist-sample", "--dataset-option", "size=8", *QUICK))
-    assert line == "error: dataset_options.size: unknown option"
+    assert line == "error: dataset_options.size: unknown option (it takes none)"

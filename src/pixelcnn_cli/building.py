@@ -52,7 +52,11 @@ def plugin_options(plugin: Any, values: dict[str, Any], label: str) -> BaseModel
     try:
         return validate(options_model, values)
     except ConfigError as error:
-        raise ConfigError("\n".join(f"{label}.{line}" for line in str(error).splitlines())) from None
+        # a misspelt name is answered with the names there are
+        takes = ", ".join(sorted(options_model.model_fields))
+        known = f" (it takes: {takes})" if takes else " (it takes none)"
+        raise ConfigError("\n".join(f"{label}.{line}" + (known if line.endswith(": unknown option") else "")
+                                     for line in str(error).splitlines())) from None
 
 
 def build_data(dataset: str, data_dir: str | Path, download: bool, options: dict[str, Any]) -> ImageData:
