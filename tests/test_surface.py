@@ -147,6 +147,17 @@ def test_sample_complete_takes_the_data_options(cli, trained):
     assert "nonsense" in one_error_line(cli("sample", "-m", trained, "--complete", "--dataset-option", "nonsense=1"))
 
 
+def test_a_stray_argument_to_sample_is_named_as_such(cli, trained, tmp_path):
+    """`sample 3` (a label meant) or `--animate -c 2` (the path left out: -c becomes it) leave a loose
+    argument: it is named, not taken for an image file under --images, which was never typed."""
+    assert one_error_line(cli("sample", "-m", trained, "3")) == (
+        "error: unexpected argument '3' (image files to complete go with --complete --images)")
+    line = one_error_line(cli("sample", "-m", trained, "--animate", "-c", "2", "x.png"))
+    assert line.startswith("error: unexpected arguments '2' 'x.png' ("), line
+    assert not list(tmp_path.glob("*.png")) and not (tmp_path / "samples").exists()
+    assert "--images: only with --complete" in one_error_line(cli("sample", "-m", trained, "--images", "a.png"))
+
+
 def test_label_minus_one_is_none_fixed_on_score_as_on_sample(cli, trained, tmp_path):
     unset = cli("score", "-m", trained, "-o", "unset.jsonl")
     minus = cli("score", "-m", trained, "--l", "-1", "-o", "minus.jsonl")

@@ -75,7 +75,7 @@ def sample(
     label = -1 if label is None else label  # the seed's spelling of "none fixed", which SampleConfig keeps
     choice = _data_choice(complete, files, dataset, split, dataset_option, data_dir, download)
     _check_flags(sampler, label, nrow, per_class, frame_every, animate)
-    _check_completion_flags(complete, files, indices, keep_rows, per_class, animate, nrow)
+    _check_completion_flags(complete, files, indices, keep_rows, per_class, animate, nrow, [] if images else more_images)
     default_count = COMPLETION_COUNT if complete else PER_CLASS_COUNT if per_class else SAMPLE_COUNT
     default_name = "samples/completions.png" if complete else "samples/samples.png"
     options = cfg.validate(
@@ -161,8 +161,13 @@ def _data_choice(complete: bool, files: list[str], dataset: str | None, split: s
 
 
 def _check_completion_flags(complete: bool, files: list[str], indices: str | None, keep_rows: int | None,
-                            per_class: bool, animate: str | None, nrow: int | None) -> None:
-    """The --complete flags only with --complete, and the plain sampling ones not with it."""
+                            per_class: bool, animate: str | None, nrow: int | None, loose: list[str] | None) -> None:
+    """The --complete flags only with --complete, and the plain sampling ones not with it. ``loose``: the
+    positional arguments when --images was not typed (`sample 3`, `--animate -c 2`: not image files)."""
+    if not complete and loose:
+        quoted = " ".join(repr(arg) for arg in loose)
+        raise ConfigError(f"unexpected argument{'s' if len(loose) > 1 else ''} {quoted} (image files to complete go "
+                          "with --complete --images)")
     if not complete:
         given = [flag for flag, value in (("--images", files), ("--indices", indices), ("--keep-rows", keep_rows))
                  if value]
