@@ -99,6 +99,35 @@ def test_unreadable_pictures_are_skipped_by_name_or_stop_the_run(cli, trained, d
     assert "broken.png" in line and "--strict" in line
 
 
+def test_nothing_readable_is_an_error_not_an_empty_table(cli, trained, tmp_path):
+    (tmp_path / "a.png").write_bytes(b"no picture here")
+    (tmp_path / "b.png").write_bytes(b"nor here")
+    result = cli("score", "-m", trained, "a.png", "b.png", "--label", "0", "-o", "rows.csv")
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["warning", "warning", "error"], lines
+    assert lines[-1] == "error: a.png, b.png: no image could be read (2 unreadable, each named in a warning above)"
+    assert not (tmp_path / "rows.csv").exists()  # no empty table left for a script to read as a result
+
+
+def test_a_long_list_of_files_is_named_by_its_first_two_and_a_count(cli, trained, digits, tmp_path, recwarn):
+    files = sorted(str(p) for p in digits.iterdir())
+    assert len(files) == 6
+    result = cli("score", "-m", trained, *files[:3], "--compare", str(digits), "--histogram", "h.png")
+    assert result.exit_code == 0, result.stderr
+    summary = next(line for line in result.stderr.splitlines() if "images ·" in line)
+    assert summary.startswith(f"{files[0]}, {files[1]}, {files[2]}: 3 images")  # three: named in full
+    one = cli("score", "-m", trained, files[0], "--label", "0")
+    assert f"{files[0]}: 1 image · " in one.stderr, one.stderr
+    result = cli("score", "-m", trained, *files, "--compare", str(digits), "--histogram", "h.png")
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+    summary = next(line for line in result.stderr.splitlines() if "images ·" in line)
+    assert summary.startswith(f"{files[0]}, {files[1]} and 4 more: 6 images"), summary
+    assert f"from {files[0]}, {files[1]} and 4 more by higher" in result.stdout
+    # the histogram's title names the checkpoint by its (long) path: wrapped, the axes keep their room
+    assert not [w for w in recwarn if "constrained_layout" in str(w.message)], [str(w.message) for w in recwarn]
+
+
 def test_folders_are_read_a_batch_at_a_time(digits, monkeypatch):
     reads = []
     real = scoring.read_picture

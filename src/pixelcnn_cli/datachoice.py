@@ -59,7 +59,8 @@ def check_fits(name: str, data: ImageData, spec: ModelSpec) -> None:
     if spec.codes != bool(data.codes):
         raise DataError(f"{name} holds {'code maps' if data.codes else 'pictures'}, and the model is {kind}")
     if data.channels != spec.channels:
-        raise DataError(f"{name} has {data.channels} channels but the model was trained on {spec.channels}")
+        raise DataError(f"{name} has {data.channels} channel{'s' if data.channels > 1 else ''} but the model was "
+                        f"trained on {spec.channels}")
     if spec.num_classes and data.num_classes > spec.num_classes:
         raise DataError(f"{name} has {data.num_classes} classes but the model knows {spec.num_classes}")
     if data.codes > spec.color_levels:

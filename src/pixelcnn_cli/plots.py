@@ -6,6 +6,7 @@ pixelcnn runs (a training loop, a headless server). Imported only by what draws.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,12 @@ def _figure(width: float, height: float):
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _wrapped(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters (a long path broken too): a title or label wider
+    than the figure would leave the constrained layout no room for the axes."""
+    return "\n".join(textwrap.wrap(text, width)) or text
 
 
 def _save(figure, path: str | Path) -> Path:
@@ -56,8 +63,9 @@ def bits_histogram(sets: list[tuple[str, list[float]]], path: str | Path, title:
     low, high = min(values), max(values)
     bins = [low + (high - low) * i / 50 for i in range(51)] if high > low else 10
     for i, (name, vs) in enumerate(sets):
-        axes.hist(vs, bins=bins, density=True, alpha=0.55, color=COLOURS[i % len(COLOURS)], label=f"{name} ({len(vs)})")
-    axes.set(xlabel=unit, ylabel="density (each set has area 1)", title=title)
+        axes.hist(vs, bins=bins, density=True, alpha=0.55, color=COLOURS[i % len(COLOURS)],
+                  label=_wrapped(f"{name} ({len(vs)})", 48))
+    axes.set(xlabel=unit, ylabel="density (each set has area 1)", title=_wrapped(title, 72))
     axes.grid(alpha=0.3)
     axes.legend(loc="upper right")
     return _save(figure, path)

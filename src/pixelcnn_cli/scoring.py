@@ -140,6 +140,12 @@ def picture_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def paths_name(paths: list[str]) -> str:
+    """A set of picture paths as summaries and figures name it: as typed, or (a shell's glob of
+    hundreds) its first two and how many more, so a line and a legend stay readable."""
+    return ", ".join(paths) if len(paths) <= 3 else f"{paths[0]}, {paths[1]} and {len(paths) - 2} more"
+
+
 def file_batches(files: list[Path], spec: ModelSpec, batch_size: int, strict: bool,
                  on_skip: Callable[[PictureError], None]) -> Iterator[Batch]:
     """Picture files read a batch at a time; an unreadable one stops the run (``strict``) or is skipped."""
@@ -190,7 +196,7 @@ def choose_source(images: list[str] | None, choice: DataChoice, config, spec: Mo
         raise ConfigError(f"{', '.join(images)}: the model is a prior over {spec.color_levels} codes, not pictures; score "
                           "code maps of a dataset (--dataset codes --dataset-option path=FILE)")
     files = picture_files(images)
-    source = ImageSource(", ".join(images), (), len(files), False)
+    source = ImageSource(paths_name(images), (), len(files), False)
 
     def skipped(error: PictureError) -> None:
         source.skipped += 1

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..datachoice import DataChoice
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from . import common
 from .common import device_from_flags, parse_key_values, user_errors
 from .options import (Cuda, DataDir, Dataset, DatasetOptions, Device, Download, Label, ModelPath, RunsDir, Split,
@@ -63,12 +63,14 @@ def score(
     # the other set is opened (and checked) before minutes of scoring the first; its batches are read later
     other = scoring.compare_source(compare, images, choice, config, spec, batch_size, strict, _skipped) if compare else None
     rows, figure = _score_all(scoring, model, spec, main, torch_device, label, marginal, tf32)
+    _check_scored(main, rows, figure)
     _write_rows(rows, output, figure)
     bits = [row.bits_per_dim for row in rows]
     summary_out = common.out if output else common.err
     summary_out.print(_summary_line(main.name, scoring.summary(bits), main.skipped, figure), markup=False)
     if other is not None:
         other_rows, other_figure = _score_all(scoring, model, spec, other, torch_device, label, marginal, tf32)
+        _check_scored(other, other_rows, other_figure)
         other_bits = [row.bits_per_dim for row in other_rows]
         summary_out.print(_summary_line(other.name, scoring.summary(other_bits), other.skipped, other_figure),
                           markup=False)
@@ -80,6 +82,16 @@ def score(
         common.out.print(f"AUROC {value:.4f} of telling {other.name} from {main.name} by higher {unit} "
                          f"(0.5: chance; below 0.5: the model finds {other.name} more likely); histogram: {target}",
                          markup=False)
+
+
+def _check_scored(source, rows: list, figure: dict) -> None:
+    """Nothing scored is a failure (a script must not read an empty table as a result), named with the
+    unreadable files passed over, each warned about above."""
+    if not rows and source.skipped:
+        raise DataError(f"{source.name}: no {figure['item']} could be read ({source.skipped} unreadable, each "
+                        "named in a warning above)")
+    if not rows:
+        raise DataError(f"{source.name}: no {figure['item']}s to score")
 
 
 def _skipped(error) -> None:
@@ -134,8 +146,7 @@ def _cells(row) -> list:
 
 def _summary_line(name: str, stats: dict, skipped: int, figure: dict) -> str:
     skip = f" ({skipped} unreadable skipped)" if skipped else ""
-    if not stats.get("count"):
-        return f"{name}: no {figure['item']}s scored{skip}"
-    return (f"{name}: {stats['count']} {figure['item']}s{skip} · {figure['description']} · {figure['unit']} mean {stats['mean']:.4f} (sd {stats['std']:.4f}) · "
+    items = figure["item"] + ("s" if stats["count"] != 1 else "")
+    return (f"{name}: {stats['count']} {items}{skip} · {figure['description']} · {figure['unit']} mean {stats['mean']:.4f} (sd {stats['std']:.4f}) · "
             f"min {stats['min']:.4f} · 5% {stats['q05']:.4f} · 25% {stats['q25']:.4f} · median {stats['q50']:.4f} · "
             f"75% {stats['q75']:.4f} · 95% {stats['q95']:.4f} · max {stats['max']:.4f}")
