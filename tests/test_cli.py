@@ -7,7 +7,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, one_error_line
 
 from pixelcnn_cli import registry
 from pixelcnn_cli.checkpoint import load_checkpoint
@@ -36,13 +36,6 @@ def rgb_dataset():
     yield "tiny-rgb"
     registry.datasets.reset()
 
-
-def one_error_line(result) -> str:
-    assert result.exit_code != 0
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines and all(line.startswith("error: ") for line in lines), result.stderr
-    return result.stderr
 
 
 def test_help_of_every_command(cli):
@@ -128,8 +121,11 @@ def test_bad_options_are_one_line_errors(cli, args, expected):
 
 
 def test_every_bad_field_is_reported(cli):
-    stderr = one_error_line(cli("train", *QUICK, "--color-levels", "1", "--hidden-ksize", "2"))
-    assert "--color-levels" in stderr and "--hidden-ksize" in stderr and len(stderr.strip().splitlines()) == 2
+    result = cli("train", *QUICK, "--color-levels", "1", "--hidden-ksize", "2")
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()  # one error line per bad field, nothing else
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines), lines
+    assert "--color-levels" in lines[1] and "--hidden-ksize" in lines[0]
 
 
 def test_hidden_fmaps_must_split_into_colour_groups(cli, tmp_path, rgb_dataset):
@@ -140,7 +136,11 @@ def test_hidden_fmaps_must_split_into_colour_groups(cli, tmp_path, rgb_dataset):
 
 def test_config_file_errors(cli, tmp_path):
     (tmp_path / "bad.toml").write_text("hidden_fmaps = 6\ncolour_levels = 4\n")
-    assert "colour_levels: unknown option" in one_error_line(cli("train", "--config", "bad.toml", *QUICK))
+    assert one_error_line(cli("train", "--config", "bad.toml", *QUICK)) == "error: bad.toml: colour_levels: unknown option"
+    (tmp_path / "value.toml").write_text('ema = "lots"\n')  # a bad value from the file names the file
+    assert one_error_line(cli("train", "--config", "value.toml", *QUICK)).startswith("error: value.toml: ema: ")
+    # the flag wins over the file, and so does its name
+    assert one_error_line(cli("train", "--config", "value.toml", *QUICK, "--ema", "2")).startswith("error: --ema: ")
     (tmp_path / "broken.toml").write_text("hidden_fmaps = = 6\n")
     assert "cannot parse config file" in one_error_line(cli("train", "--config", "broken.toml", *QUICK))
     assert "config file not found" in one_error_line(cli("train", "--config", "missing.yaml", *QUICK))

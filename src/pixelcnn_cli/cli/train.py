@@ -130,6 +130,7 @@ def train(
     # a bad value is named by the flag that gave it (flags win), else by its config-file key
     names = {key: flag for key, flag in common.flag_names(flags.pop("ctx")).items() if flags.get(key) is not None}
     file_values = cfg.read_config_file(flags.pop("config_file")) if config_file else {}
+    names = {**{key: f"{config_file}: {key}" for key in file_values}, **names}  # a file's bad key names the file
     flags["device"] = device_from_flags(flags.pop("device"), flags.pop("cuda"))
     flags["dataset_options"] = parse_key_values(flags.pop("dataset_option"), "--dataset-option")
     flags["model_options"] = parse_key_values(flags.pop("model_option"), "--model-option")
