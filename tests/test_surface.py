@@ -197,4 +197,4 @@ def test_a_bad_value_is_named_by_the_flag_that_gave_it(cli, tmp_path):
     assert bad.exit_code != 0 and bad.stderr.strip().startswith("error: --learning-rate: ")
     (tmp_path / "run.toml").write_text("learning_rate = -1\n")
     bad = cli("train", "--config", "run.toml")
-    assert bad.exit_code != 0 and bad.stderr.strip().startswith("error: learning_rate: ")
+    assert bad.exit_code != 0 and bad.stderr.strip().startswith("error: run.toml: learning_rate: ")

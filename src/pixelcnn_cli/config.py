@@ -83,15 +83,16 @@ class TrainConfig(ArchitectureConfig):
     warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up steps")
     epoch_samples: int = Field(25, ge=0, description="Images sampled after each epoch (0: none)")
     output_dir: str = Field("runs", description="Folder that holds one folder per run")
-    run_name: str | None = Field(None, description="Name of the run folder (default: dataset and time)")
+    run_name: str | None = Field(None, description="Name of the run folder [default: the dataset and the start time, e.g. mnist-20261204-201500]")
     overwrite: bool = Field(False, description="Replace an existing run folder of the same name")
-    seed: int | None = Field(None, description="Random seed for a repeatable run")
+    seed: int | None = Field(None, description="Random seed for a repeatable run [default: none, a fresh draw each run]")
     device: str | None = Field(None, description="torch device (default: cuda when available, else cpu)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
-    limit_train_batches: int | None = Field(None, gt=0, description="Use at most this many training batches per epoch")
-    limit_test_batches: int | None = Field(None, gt=0, description="Evaluate on at most this many test batches per epoch")
-    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimiser steps in all (the schedule ends there)")
-    max_minutes: float | None = Field(None, gt=0, description="Stop after this many minutes of training steps in all (evaluation not counted), then evaluate and save")
+    limit_train_batches: int | None = Field(None, gt=0, description="Use at most this many training batches per epoch [default: all]")
+    limit_test_batches: int | None = Field(None, gt=0, description="Evaluate on at most this many test batches per epoch [default: all]")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimiser steps in all (the schedule ends there) [default: no limit]")
+    max_minutes: float | None = Field(None, gt=0, description="Stop after this many minutes of training steps in all "
+                                      "(evaluation not counted), then evaluate and save [default: no limit]")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="Training arithmetic: fp32, or bf16 autocast (fast on recent GPUs; eval and sampling stay fp32)"
     )

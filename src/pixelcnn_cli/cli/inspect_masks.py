@@ -107,8 +107,8 @@ def inspect_masks(
     """Show the type A and B masks and prove the network's causality by gradients.
 
     Exits 1 when an output depends on its own or a later input. A blind spot (earlier inputs
-    never seen) also exits 1, unless the model declares it (``has_blind_spot``, as the classic
-    PixelCNN does): then it is drawn and counted, and the gated model is shown beside it.
+    never seen) also exits 1, unless the model declares it (its plugin's has_blind_spot, as
+    the classic PixelCNN's does): then it is drawn and counted, and the gated model is shown beside it.
     """
     if channels == 2:
         raise typer.BadParameter("must be 1 (grey) or 3 (RGB)", param_hint="--channels")

@@ -127,7 +127,7 @@ def train(
     from ..training import train as run_training
     from .progress import ResumeNotice, TrainingProgress
 
-    # a bad value is named by the flag that gave it (flags win), else by its config-file key
+    # a bad value is named by the flag that gave it (flags win), else by its config file and key
     names = {key: flag for key, flag in common.flag_names(flags.pop("ctx")).items() if flags.get(key) is not None}
     file_values = cfg.read_config_file(flags.pop("config_file")) if config_file else {}
     names = {**{key: f"{config_file}: {key}" for key in file_values}, **names}  # a file's bad key names the file
