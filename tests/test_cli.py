@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,6 +188,26 @@ def test_sample_bad_inputs(cli, trained):
     assert "must be a .png file" in one_error_line(cli("sample", "-m", trained, "--output-fname", "x.jpg"))
     assert "between 0 and 9" in one_error_line(cli("sample", "-m", trained, "--l", "10"))
     assert "checkpoint not found" in one_error_line(cli("sample", "-m", "nothing.pt"))
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc, a folder nobody may create files in")
+def test_an_unwritable_output_fails_before_the_work_not_after(cli, trained, tmp_path):
+    """A folder is tried by making a file in it, not asked with os.access (which says yes to root,
+    /proc included); a file where the folder should be is named as such; the table of `score -o`
+    is checked before the scoring."""
+    for command in (("sample", "-m", trained, "-c", "1", "-o", "/proc/x.png"),
+                    ("score", "-m", trained, "--compare", "train", "--histogram", "/proc/h.png"),
+                    ("score", "-m", trained, "-o", "/proc/rows.csv")):
+        result = cli(*command)
+        assert one_error_line(result).startswith("error: cannot write to folder /proc: "), command
+        assert "scoring" not in result.stderr  # nothing was scored first
+    (tmp_path / "taken").write_text("a file")
+    line = one_error_line(cli("sample", "-m", trained, "-c", "1", "-o", "taken/x.png"))
+    assert line == "error: cannot write taken/x.png: taken is a file, not a folder"
+    written = cli("sample", "-m", trained, "-c", "1", "-o", "new/folder/one.png")
+    assert written.exit_code == 0 and "wrote 1 sample (" in written.stdout, written.stdout
+    assert (tmp_path / "new" / "folder" / "one.png").is_file()
+    assert [p.name for p in (tmp_path / "new" / "folder").iterdir()] == ["one.png"]  # no probe left behind
 
 
 def test_eval_prints_nats_and_bits_and_json(cli, trained):

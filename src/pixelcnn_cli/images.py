@@ -47,14 +47,21 @@ def check_target(path: str | Path, suffixes: tuple[str, ...]) -> Path:
     if path.suffix.lower() not in suffixes:
         raise PixelCNNError(f"output file must end in {' or '.join(suffixes)}: {path}")
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise PixelCNNError(f"cannot write {path}: {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PixelCNNError(f"cannot create folder {folder}: {error.strerror or error}") from None
-    if not os.access(folder, os.W_OK):
-        raise PixelCNNError(f"cannot write to folder {folder}: permission denied")
     if path.is_dir():
         raise PixelCNNError(f"output path is a folder: {path}")
+    # a file made and removed, not os.access: that says yes to root everywhere, /proc included, and
+    # the write would then fail after minutes of sampling
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=f".{path.name}.probe."):
+            pass
+    except OSError as error:
+        raise PixelCNNError(f"cannot write to folder {folder}: {error.strerror or error}") from None
     return path
 
 
@@ -66,14 +73,16 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
 def write_atomic(write, path: str | Path, suffixes: tuple[str, ...] = (".png",)) -> Path:
     """``write(binary_file)`` into ``path`` atomically: a Pillow image, a matplotlib figure, an animation."""
     path = check_target(path, suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); a picture is read like any file
         os.replace(tmp, path)
     except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise PixelCNNError(f"cannot write {path}: {error.strerror or error}") from None
     return path
 

@@ -248,7 +248,8 @@ def _sample_grid(job: _Job, per_class: bool, nrow: int | None, movie: Path | Non
             else "random labels" if spec.num_classes else "unconditional")
     if job.condition is not None:
         what = f"{what if spec.num_classes else 'no classes'}, given the condition maps of {job.condition}"
-    common.out.print(f"wrote {total} {'code maps' if spec.codes else 'samples'} ({job.height}x{job.width}, {what}) to "
+    noun = ("code map" if spec.codes else "sample") + ("s" if total != 1 else "")
+    common.out.print(f"wrote {total} {noun} ({job.height}x{job.width}, {what}) to "
                      f"{_save_codes(job, levels)}{' (preview: ' + str(job.target) + ')' if spec.codes else ''}")
     if movie is not None:
         _save_movie(job, pictures, movie, frame_every, nrow, row_names)

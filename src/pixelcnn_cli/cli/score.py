@@ -54,10 +54,12 @@ def score(
         raise ConfigError(f"--output: must end in .csv or .jsonl; got {output}")
     # torch loads here, not at import: --help and completion stay quick
     from .. import scoring
-    from ..images import check_png_target
+    from ..images import check_png_target, check_target
     from .checkpoint_choice import load_model
 
     target = check_png_target(histogram or "bits-histogram.png") if compare else None
+    if output:  # a folder that cannot take the table fails now, not after the scoring
+        check_target(output, (".csv", ".jsonl"))
     model, spec, config, path, torch_device = load_model(model_path, runs_dir, device_from_flags(device, cuda))
     main = scoring.choose_source(images, choice, config, spec, batch_size, strict, _skipped)
     # the other set is opened (and checked) before minutes of scoring the first; its batches are read later
@@ -137,7 +139,7 @@ def _write_rows(rows, output: str | None, figure: dict) -> None:
         target.write_text(text, encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"--output: cannot write {target}: {error.strerror or error}") from None
-    common.err.print(f"wrote {len(rows)} rows to {target}", markup=False)
+    common.err.print(f"wrote {len(rows)} row{'s' if len(rows) != 1 else ''} to {target}", markup=False)
 
 
 def _cells(row) -> list:
